@@ -1,0 +1,90 @@
+"""texlens checkpoints: weights + config + vocabulary in one file, written atomically.
+
+A training checkpoint written by Lightning also works: its ``texlens`` entry (added
+by the LightningModule) carries the config and vocabulary.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from texlens.config import Config, ConfigError, config_from_dict, config_to_dict
+from texlens.models.satrn import build_model
+from texlens.tokens import Vocab
+
+FORMAT = "texlens-checkpoint-v1"
+
+
+class CheckpointError(ValueError):
+    """The file is not a usable texlens checkpoint; the message names it."""
+
+
+def atomic_save(obj: Any, path: str | Path) -> None:
+    """torch.save to a temporary file in the same folder, then rename: a crash mid-write
+    never leaves a truncated checkpoint behind."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        torch.save(obj, tmp)
+        os.chmod(tmp, 0o644)  # mkstemp makes 0600 files; checkpoints are meant to be shared
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def meta(cfg: Config, vocab: Vocab) -> dict:
+    return {"format": FORMAT, "config": config_to_dict(cfg), "vocab": vocab.itos}
+
+
+def save_model(path: str | Path, model: nn.Module, cfg: Config, vocab: Vocab,
+               extra: dict | None = None, half: bool = False) -> None:
+    """A small inference checkpoint. ``half`` stores float16 weights (shipped models)."""
+    state = {k: (v.half() if half and v.is_floating_point() else v)
+             for k, v in model.state_dict().items()}
+    atomic_save({"texlens": meta(cfg, vocab), "state_dict": state, **(extra or {})}, path)
+
+
+def read_checkpoint(path: str | Path) -> tuple[Config, Vocab, dict[str, torch.Tensor], dict]:
+    """Config, vocabulary, model weights and the raw dict; CheckpointError if not ours."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path}: checkpoint not found")
+    try:
+        raw = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as e:  # noqa: BLE001 - torch raises many types for a bad file
+        raise CheckpointError(f"{path}: not a PyTorch checkpoint ({type(e).__name__})") from None
+    info = raw.get("texlens") if isinstance(raw, dict) else None
+    if not isinstance(info, dict) or info.get("format") != FORMAT:
+        raise CheckpointError(f"{path}: not a texlens checkpoint (no '{FORMAT}' entry)")
+    try:
+        cfg = config_from_dict(info["config"])
+    except ConfigError as e:
+        raise CheckpointError(f"{path}: bad config inside checkpoint: {e}") from None
+    vocab = Vocab.from_list(info["vocab"])
+    state = raw["state_dict"]
+    # Lightning prefixes the module's attribute name.
+    if any(k.startswith("model.") for k in state):
+        state = {k[len("model."):]: v for k, v in state.items() if k.startswith("model.")}
+    return cfg, vocab, state, raw
+
+
+def load_model(path: str | Path) -> tuple[nn.Module, Config, Vocab]:
+    cfg, vocab, state, _ = read_checkpoint(path)
+    model = build_model(cfg.model, len(vocab))
+    try:
+        model.load_state_dict({k: v.float() if v.is_floating_point() else v
+                               for k, v in state.items()})
+    except RuntimeError as e:
+        raise CheckpointError(f"{path}: weights do not fit the model in its config: "
+                              f"{str(e).splitlines()[0]}") from None
+    model.eval()
+    return model, cfg, vocab

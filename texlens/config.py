@@ -1,0 +1,174 @@
+"""Typed experiment configuration: dataclasses loaded from YAML.
+
+Unknown keys and wrong types are errors that name the offending field
+(``train.lr: expected float, got 'fast'``), so a typo never silently falls back
+to a default.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+
+class ConfigError(ValueError):
+    """A configuration value or key is wrong; the message names the field."""
+
+
+@dataclass
+class ModelConfig:
+    arch: str = "satrn"
+    d_model: int = 192
+    n_heads: int = 4
+    enc_layers: int = 3
+    enc_ff: int = 576
+    dec_layers: int = 2
+    dec_ff: int = 576
+    dropout: float = 0.1
+    cnn_width: int = 32
+    downsample: int = 8
+    ffn: str = "linear"  # linear | conv
+    pe: str = "sine2d"
+    max_len: int = 200
+
+
+@dataclass
+class AugmentConfig:
+    enabled: bool = True
+    p_affine: float = 0.5
+    rotate_deg: float = 2.0
+    scale: tuple[float, float] = (0.9, 1.1)
+    shear_deg: float = 3.0
+    p_blur: float = 0.15
+    p_noise: float = 0.2
+    p_morph: float = 0.2  # thinner / thicker strokes
+
+
+@dataclass
+class DataConfig:
+    train: list[str] = field(default_factory=list)
+    val: list[str] = field(default_factory=list)
+    size_mode: str = "height"  # height: fixed height, kept aspect; fixed: resize to HxW
+    height: int = 64
+    width: int = 256  # the fixed width, or the padded batch width cap in height mode
+    max_width: int = 1024
+    batch_size: int = 32
+    num_workers: int = 0
+    on_error: str = "skip"  # skip bad samples with a report, or stop before training
+    max_tokens: int = 150
+    val_limit: int = 0  # 0 = whole validation set; else a fixed random subset
+    vocab: str | None = None  # dictionary file; None = build from the training captions
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+
+
+@dataclass
+class TrainConfig:
+    max_epochs: int = 10
+    max_steps: int = -1
+    max_time_min: float = 0.0  # 0 = no limit; stops cleanly and checkpoints
+    lr: float = 5e-4
+    weight_decay: float = 0.01
+    betas: tuple[float, float] = (0.9, 0.98)
+    scheduler: str = "onecycle"  # onecycle | cosine | none
+    warmup: float = 0.05  # fraction of the steps spent warming up
+    grad_clip: float = 2.0
+    ignore_pad: bool = True
+    label_smoothing: float = 0.0
+    teacher_forcing: float = 1.0
+    precision: str = "32-true"  # or bf16-mixed
+    seed: int = 0
+    threads: int = 2
+    log_every: int = 50
+    val_every_steps: int = 0  # 0 = once per epoch
+    out_dir: str = "runs/default"
+
+
+@dataclass
+class Config:
+    name: str = "default"
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+
+def _check(value: Any, tp: Any, where: str) -> Any:
+    origin = typing.get_origin(tp)
+    if dataclasses.is_dataclass(tp):
+        return _from_dict(tp, value, where)
+    if origin in (typing.Union, types.UnionType):
+        args = typing.get_args(tp)
+        if value is None and type(None) in args:
+            return None
+        return _check(value, next(a for a in args if a is not type(None)), where)
+    if origin in (list, tuple):
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{where}: expected a list, got {value!r}")
+        args = typing.get_args(tp)
+        if origin is tuple:
+            if len(value) != len(args):
+                raise ConfigError(f"{where}: expected {len(args)} values, got {value!r}")
+            return tuple(_check(v, a, f"{where}[{i}]") for i, (v, a) in enumerate(zip(value, args)))
+        return [_check(v, args[0], f"{where}[{i}]") for i, v in enumerate(value)]
+    if tp is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if tp in (int, float, str, bool) and (not isinstance(value, tp) or
+                                          (tp is int and isinstance(value, bool))):
+        raise ConfigError(f"{where}: expected {tp.__name__}, got {value!r}")
+    return value
+
+
+def _from_dict(cls: type, data: Any, where: str = "") -> Any:
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{where or 'config'}: expected a mapping, got {data!r}")
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - names)
+    if unknown:
+        raise ConfigError(f"unknown config key {'.'.join(filter(None, [where, unknown[0]]))!r} "
+                          f"(known: {', '.join(sorted(names))})")
+    kwargs = {k: _check(v, hints[k], f"{where}.{k}" if where else k) for k, v in data.items()}
+    return cls(**kwargs)
+
+
+def _apply_override(data: dict, item: str) -> None:
+    key, sep, raw = item.partition("=")
+    if not sep or not key:
+        raise ConfigError(f"--set expects key=value, got {item!r}")
+    node = data
+    parts = key.split(".")
+    for p in parts[:-1]:
+        node = node.setdefault(p, {})
+        if not isinstance(node, dict):
+            raise ConfigError(f"--set {key}: {p!r} is not a section")
+    node[parts[-1]] = yaml.safe_load(raw)
+
+
+def load_config(path: str | Path | None = None, overrides: typing.Sequence[str] = ()) -> Config:
+    """Read a YAML config (or the defaults) and apply ``key.sub=value`` overrides."""
+    data: dict = {}
+    if path is not None:
+        try:
+            data = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
+        except (OSError, yaml.YAMLError) as e:
+            raise ConfigError(f"{path}: cannot read config: {e}") from None
+        if not isinstance(data, dict):
+            raise ConfigError(f"{path}: the top level must be a mapping")
+    for item in overrides:
+        _apply_override(data, item)
+    return config_from_dict(data)
+
+
+def config_from_dict(data: dict) -> Config:
+    return _from_dict(Config, data)
+
+
+def config_to_dict(cfg: Config) -> dict:
+    return dataclasses.asdict(cfg)

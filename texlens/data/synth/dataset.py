@@ -1,0 +1,111 @@
+"""Write a synthetic printed-formula dataset directory (``texlens data synth``).
+
+Sample ``i`` of seed ``s`` is drawn from its own generators seeded by ``(s, i)``,
+so the output is the same byte for byte whatever the number of worker processes.
+"""
+
+from __future__ import annotations
+
+import io
+import random
+import zlib
+from collections.abc import Callable, Sequence
+from multiprocessing import get_context
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from texlens.data.synth.generator import FormulaGenerator
+from texlens.data.synth.render import RenderError, render
+
+# Real captions are split by a hash of their key: 10% held out for reporting, 5% for
+# validation (model selection), the rest for training. Stable across machines and runs.
+SPLITS = ("all", "train", "val", "heldout")
+
+
+def caption_split(key: str) -> str:
+    bucket = zlib.crc32(key.encode("utf-8")) % 100
+    return "heldout" if bucket < 10 else "val" if bucket < 15 else "train"
+
+
+def read_caption_file(path: str | Path, split: str = "all") -> list[tuple[str, list[str]]]:
+    """``key<TAB>tokens`` lines, optionally only the ``train``, ``val`` or ``heldout`` part."""
+    if split not in SPLITS:
+        raise ValueError(f"split must be one of {', '.join(SPLITS)}, not {split!r}")
+    rows = []
+    with open(path, encoding="utf-8") as f:
+        for lineno, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            key, sep, caption = line.rstrip("\n").partition("\t")
+            if not sep or not caption.strip():
+                raise ValueError(f"{path}:{lineno}: expected 'key<TAB>tokens'")
+            if split in ("all", caption_split(key)):
+                rows.append((key, caption.split()))
+    return rows
+
+
+def _sample(args: tuple[int, int, list[str] | None]) -> tuple[int, list[str], bytes | str]:
+    seed, index, tokens = args
+    if tokens is None:
+        tokens = FormulaGenerator(seed=seed * 1_000_003 + index).generate()
+    rng = np.random.default_rng([seed, index])
+    try:
+        img = render(tokens, rng)
+    except RenderError as e:
+        return index, tokens, str(e)
+    buf = io.BytesIO()
+    Image.fromarray(img, mode="L").save(buf, format="PNG", optimize=False)
+    return index, tokens, buf.getvalue()
+
+
+def synth_dataset(out: str | Path, n: int, seed: int,
+                  captions: Sequence[tuple[str, list[str]]] | None = None,
+                  workers: int = 1,
+                  progress: Callable[[int], None] | None = None) -> dict[str, int]:
+    """Render ``n`` formulas into ``out/images/*.png`` and ``out/caption.txt``.
+
+    With ``captions`` the formulas are real ones, drawn in a seeded shuffled
+    cycle (a caption rendered twice gets two different styles). Returns counts.
+    """
+    out = Path(out)
+    (out / "images").mkdir(parents=True, exist_ok=True)
+    order: list[list[str] | None] = [None] * n
+    if captions:
+        rng = random.Random(seed)
+        idx: list[int] = []
+        while len(idx) < n:
+            perm = list(range(len(captions)))
+            rng.shuffle(perm)
+            idx.extend(perm)
+        order = [list(captions[i][1]) for i in idx[:n]]
+    jobs = [(seed, i, order[i]) for i in range(n)]
+    lines, failed = [], 0
+    ctx = get_context("fork")
+    with ctx.Pool(workers) if workers > 1 else _InlinePool() as pool:
+        for index, tokens, result in pool.imap(_sample, jobs, chunksize=64):
+            if isinstance(result, str):
+                failed += 1
+                print(f"skipped sample {index}: {result}")
+            else:
+                key = f"s{seed}_{index:07d}"
+                (out / "images" / f"{key}.png").write_bytes(result)
+                lines.append(f"{key}\t{' '.join(tokens)}\n")
+            if progress:
+                progress(1)
+    (out / "caption.txt").write_text("".join(lines), encoding="utf-8")
+    return {"written": len(lines), "failed": failed}
+
+
+class _InlinePool:
+    """Same interface as multiprocessing.Pool for the single-process case (tests, determinism)."""
+
+    def __enter__(self) -> _InlinePool:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+    def imap(self, fn, jobs, chunksize: int = 1):  # noqa: ARG002 - mirrors Pool.imap
+        return map(fn, jobs)

@@ -1,0 +1,58 @@
+"""Preprocessing shared by training and inference, plus training augmentation.
+
+The model always sees ink as bright pixels on a dark (zero) background, the CROHME
+offline convention, so zero padding is blank paper. Two sizing modes:
+``height`` (fixed height, aspect kept, batches padded to their widest image) and
+``fixed`` (every image resized to height x width).
+"""
+
+from __future__ import annotations
+
+import albumentations as A
+import cv2
+import numpy as np
+
+from texlens.config import AugmentConfig, DataConfig
+
+
+def ink_bright(gray: np.ndarray) -> np.ndarray:
+    """Invert dark-on-light images: the border is paper, so its median tells the polarity."""
+    border = np.concatenate([gray[0], gray[-1], gray[:, 0], gray[:, -1]])
+    return 255 - gray if np.median(border) > 127 else gray
+
+
+def target_size(h: int, w: int, cfg: DataConfig) -> tuple[int, int]:
+    if cfg.size_mode == "fixed":
+        return cfg.height, cfg.width
+    if cfg.size_mode != "height":
+        raise ValueError(f"data.size_mode must be 'height' or 'fixed', not {cfg.size_mode!r}")
+    new_w = round(w * cfg.height / max(h, 1))
+    stride = 8  # keep widths a multiple of the CNN stride so no column is dropped
+    new_w = max(stride, min(cfg.max_width, int(np.ceil(new_w / stride)) * stride))
+    return cfg.height, new_w
+
+
+def preprocess(gray: np.ndarray, cfg: DataConfig) -> np.ndarray:
+    """uint8 gray (any polarity, any size) -> uint8 (H, W'), ink bright."""
+    gray = ink_bright(gray)
+    h, w = target_size(*gray.shape, cfg)
+    interp = cv2.INTER_AREA if h < gray.shape[0] else cv2.INTER_LINEAR
+    return cv2.resize(gray, (w, h), interpolation=interp)
+
+
+def build_augment(cfg: AugmentConfig) -> A.Compose | None:
+    if not cfg.enabled:
+        return None
+    return A.Compose([
+        A.Affine(rotate=(-cfg.rotate_deg, cfg.rotate_deg), scale=cfg.scale,
+                 shear=(-cfg.shear_deg, cfg.shear_deg), fill=0, p=cfg.p_affine),
+        A.OneOf([A.Morphological(scale=(2, 2), operation="dilation"),
+                 A.Morphological(scale=(2, 2), operation="erosion")], p=cfg.p_morph),
+        A.GaussianBlur(blur_limit=(3, 3), p=cfg.p_blur),
+        A.GaussNoise(std_range=(0.02, 0.08), p=cfg.p_noise),
+    ])
+
+
+def to_tensor_array(img: np.ndarray) -> np.ndarray:
+    """uint8 (H, W) -> float32 (1, H, W) in [0, 1]."""
+    return (img.astype(np.float32) / 255.0)[None]

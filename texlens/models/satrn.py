@@ -1,0 +1,70 @@
+"""SATRN (Lee et al. 2020, "On Recognizing Texts of Arbitrary Shapes with 2D Self-Attention").
+
+Image -> shallow CNN -> + 2-D positional encoding -> transformer encoder -> memory;
+memory + previous tokens -> transformer decoder -> next-token logits.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from texlens.config import ModelConfig
+from texlens.models.cnn import ShallowCNN
+from texlens.models.decoder import DecoderCache, TransformerDecoder
+from texlens.models.encoder import TransformerEncoder
+from texlens.models.posenc import Sine2D
+
+POSITIONAL = {"sine2d": Sine2D}
+
+
+class SATRN(nn.Module):
+    def __init__(self, cfg: ModelConfig, vocab_size: int):
+        super().__init__()
+        if cfg.pe not in POSITIONAL:
+            raise ValueError(f"unknown pe {cfg.pe!r}; choose from {sorted(POSITIONAL)}")
+        self.cfg = cfg
+        self.cnn = ShallowCNN(1, cfg.d_model, cfg.downsample, cfg.cnn_width)
+        self.pe = POSITIONAL[cfg.pe](cfg.d_model)
+        self.encoder = TransformerEncoder(cfg.d_model, cfg.n_heads, cfg.enc_ff, cfg.enc_layers,
+                                          cfg.dropout, cfg.ffn)
+        self.decoder = TransformerDecoder(vocab_size, cfg.d_model, cfg.n_heads, cfg.dec_ff,
+                                          cfg.dec_layers, cfg.dropout, cfg.max_len)
+
+    def encode(self, images: torch.Tensor, mask: torch.Tensor | None = None
+               ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """images (B, 1, H, W) float; mask (B, H, W) bool, True on real pixels.
+
+        Returns memory (B, h*w, d) and its key mask (B, 1, 1, h*w) or None.
+        """
+        feat = self.cnn(images)
+        feat = feat + self.pe(feat)
+        b, d, h, w = feat.shape
+        x = feat.flatten(2).transpose(1, 2)
+        mem_mask = None
+        if mask is not None and not bool(mask.all()):
+            s = self.cnn.stride
+            small = F.max_pool2d(mask[:, None].float(), s, s)[:, :, :h, :w] > 0
+            mem_mask = small.flatten(1)[:, None, None, :]
+        return self.encoder(x, mem_mask, (h, w)), mem_mask
+
+    def forward(self, images: torch.Tensor, mask: torch.Tensor | None,
+                tgt_in: torch.Tensor) -> torch.Tensor:
+        memory, mem_mask = self.encode(images, mask)
+        return self.decoder(tgt_in, memory, mem_mask)
+
+    def start(self, memory: torch.Tensor, mem_mask: torch.Tensor | None) -> DecoderCache:
+        return self.decoder.start(memory, mem_mask)
+
+    def step(self, tokens: torch.Tensor, cache: DecoderCache) -> torch.Tensor:
+        return self.decoder.step(tokens, cache)
+
+
+MODELS = {"satrn": SATRN}
+
+
+def build_model(cfg: ModelConfig, vocab_size: int) -> nn.Module:
+    if cfg.arch not in MODELS:
+        raise ValueError(f"unknown model.arch {cfg.arch!r}; choose from {sorted(MODELS)}")
+    return MODELS[cfg.arch](cfg, vocab_size)

@@ -1,0 +1,79 @@
+"""The LightningModule: teacher-forced cross-entropy, AdamW, LR schedule, validation
+by greedy decoding (sentence accuracy is the metric checkpoints are chosen on)."""
+
+from __future__ import annotations
+
+import lightning as L
+import torch
+import torch.nn.functional as F
+
+from texlens import metrics
+from texlens.checkpoint import meta
+from texlens.config import Config
+from texlens.decoding import greedy_decode
+from texlens.models.satrn import build_model
+from texlens.tokens import Vocab
+from texlens.train.schedules import build_scheduler
+
+
+def sequence_loss(logits: torch.Tensor, target: torch.Tensor, ignore_pad: bool = True,
+                  label_smoothing: float = 0.0) -> torch.Tensor:
+    """Cross-entropy over (B, T, V) logits. With ``ignore_pad`` the padding after <eos>
+    carries no loss; without it the model is also trained to emit <pad> there, which
+    the experiment log compares against."""
+    return F.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(), target.reshape(-1),
+                           ignore_index=Vocab.pad_id if ignore_pad else -100,
+                           label_smoothing=label_smoothing)
+
+
+class Recognizer(L.LightningModule):
+    def __init__(self, cfg: Config, vocab: Vocab):
+        super().__init__()
+        self.cfg, self.vocab = cfg, vocab
+        self.model = build_model(cfg.model, len(vocab))
+        self._preds: list[list[str]] = []
+        self._refs: list[list[str]] = []
+
+    def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
+        ids = batch["ids"]
+        logits = self.model(batch["images"], batch["mask"], ids[:, :-1])
+        loss = sequence_loss(logits, ids[:, 1:], self.cfg.train.ignore_pad,
+                             self.cfg.train.label_smoothing)
+        self.log("train/loss", loss, prog_bar=True, batch_size=ids.shape[0])
+        return loss
+
+    def validation_step(self, batch: dict, batch_idx: int) -> None:
+        ids = batch["ids"]
+        logits = self.model(batch["images"], batch["mask"], ids[:, :-1])
+        loss = sequence_loss(logits, ids[:, 1:], True)
+        self.log("val/loss", loss, batch_size=ids.shape[0], sync_dist=True)
+        max_len = min(self.cfg.data.max_tokens, ids.shape[1] * 2) + 2
+        out, _ = greedy_decode(self.model, batch["images"], batch["mask"], max_len=max_len)
+        self._preds += [self.vocab.decode(r) for r in out.tolist()]
+        self._refs += [self.vocab.decode(r) for r in ids.tolist()]
+
+    def on_validation_epoch_end(self) -> None:
+        if self._refs:
+            scores = metrics.compute_all(self._preds, self._refs)
+            for k in ("sentence_acc", "wer", "exprate_le1", "score"):
+                self.log(f"val/{k}", float(scores[k]), prog_bar=k == "sentence_acc",
+                         sync_dist=True)
+        self._preds, self._refs = [], []
+
+    def configure_optimizers(self):
+        t = self.cfg.train
+        decay, no_decay = [], []
+        for name, p in self.model.named_parameters():
+            # Norm scales, biases and embeddings are not weights to shrink.
+            (no_decay if p.ndim < 2 or "embed" in name else decay).append(p)
+        opt = torch.optim.AdamW([{"params": decay, "weight_decay": t.weight_decay},
+                                 {"params": no_decay, "weight_decay": 0.0}],
+                                lr=t.lr, betas=t.betas)
+        total = int(self.trainer.estimated_stepping_batches)
+        sched = build_scheduler(opt, t, total)
+        if sched is None:
+            return opt
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        checkpoint["texlens"] = meta(self.cfg, self.vocab)

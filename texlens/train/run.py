@@ -1,0 +1,114 @@
+"""``texlens train``: data checks, loaders, Lightning Trainer, checkpoints, logs."""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+import lightning as L
+import torch
+from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
+from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
+from lightning.pytorch.plugins.io import TorchCheckpointIO
+from torch.utils.data import DataLoader
+
+from texlens.checkpoint import atomic_save, save_model
+from texlens.config import Config
+from texlens.data.datasets import (
+    DatasetError,
+    FormulaDataset,
+    ScanReport,
+    WidthBucketSampler,
+    collate,
+    read_layout,
+    scan_dataset,
+)
+from texlens.tokens import Vocab
+from texlens.train.module import Recognizer
+
+
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """Lightning's checkpoint writer, but through a temp file + rename."""
+
+    def save_checkpoint(self, checkpoint, path, storage_options=None) -> None:
+        atomic_save(checkpoint, path)
+
+
+def build_vocab(cfg: Config) -> Vocab:
+    if cfg.data.vocab:
+        return Vocab.from_file(cfg.data.vocab)
+    samples = [s for root in cfg.data.train for s in read_layout(root)[0]]
+    return Vocab.build(s.tokens for s in samples)
+
+
+def checked(roots: list[str], vocab: Vocab, cfg: Config, what: str) -> ScanReport:
+    """Scan a split, print every problem, and stop here (before training) if asked to."""
+    if not roots:
+        raise DatasetError(f"data.{what} lists no dataset directory")
+    report = scan_dataset(roots, vocab, cfg.data.max_tokens)
+    for p in report.problems[:50]:
+        print(f"{what}: {p}")
+    if report.problems:
+        more = len(report.problems) - 50
+        print(f"{what}: {report.skipped} bad samples" + (f" ({more} not shown)" if more > 0 else ""))
+        if cfg.data.on_error == "stop":
+            raise DatasetError(f"data.{what}: {report.skipped} bad samples; fix them or set "
+                               "data.on_error=skip")
+    if not report.samples:
+        raise DatasetError(f"data.{what}: no usable samples in {', '.join(roots)}")
+    return report
+
+
+def make_loader(ds: FormulaDataset, cfg: Config, shuffle: bool, rank: int = 0,
+                world: int = 1) -> DataLoader:
+    sampler = WidthBucketSampler(ds.widths(), cfg.data.batch_size, shuffle, cfg.train.seed,
+                                 rank, world)
+    return DataLoader(ds, batch_sampler=sampler, collate_fn=collate,
+                      num_workers=cfg.data.num_workers,
+                      persistent_workers=cfg.data.num_workers > 0)
+
+
+def train(cfg: Config, resume: str | None = None, devices: int | str = 1, num_nodes: int = 1,
+          strategy: str = "auto", accelerator: str = "auto") -> Path:
+    """Train from ``cfg``; returns the path of the exported best model."""
+    if cfg.data.on_error not in ("skip", "stop"):
+        raise DatasetError(f"data.on_error must be skip or stop, not {cfg.data.on_error!r}")
+    torch.set_num_threads(cfg.train.threads)
+    L.seed_everything(cfg.train.seed, workers=True)
+    out = Path(cfg.train.out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    vocab = build_vocab(cfg)
+    train_rep = checked(cfg.data.train, vocab, cfg, "train")
+    val_rep = checked(cfg.data.val, vocab, cfg, "val")
+    val_samples = val_rep.samples
+    if cfg.data.val_limit and len(val_samples) > cfg.data.val_limit:
+        val_samples = random.Random(0).sample(val_samples, cfg.data.val_limit)
+    print(f"train: {len(train_rep.samples)} samples, val: {len(val_samples)}, "
+          f"vocab: {len(vocab)} tokens")
+    train_ds = FormulaDataset(train_rep.samples, vocab, cfg.data, train=True)
+    val_ds = FormulaDataset(val_samples, vocab, cfg.data)
+    lit = Recognizer(cfg, vocab)
+    ckpt_cb = ModelCheckpoint(dirpath=out / "checkpoints", filename="best",
+                              monitor="val/sentence_acc", mode="max", save_last=True)
+    trainer = L.Trainer(
+        accelerator=accelerator, devices=devices, num_nodes=num_nodes, strategy=strategy,
+        max_epochs=cfg.train.max_epochs, max_steps=cfg.train.max_steps,
+        max_time={"minutes": cfg.train.max_time_min} if cfg.train.max_time_min else None,
+        gradient_clip_val=cfg.train.grad_clip or None, precision=cfg.train.precision,
+        val_check_interval=cfg.train.val_every_steps or None,
+        log_every_n_steps=cfg.train.log_every, callbacks=[ckpt_cb, LearningRateMonitor("step")],
+        logger=[CSVLogger(out, name="logs"), TensorBoardLogger(out, name="tb")],
+        plugins=[AtomicCheckpointIO()], use_distributed_sampler=False,
+        default_root_dir=out, enable_model_summary=True)
+    rank, world = trainer.global_rank, trainer.world_size
+    trainer.fit(lit, make_loader(train_ds, cfg, True, rank, world),
+                make_loader(val_ds, cfg, False), ckpt_path=resume)
+    best = ckpt_cb.best_model_path or ckpt_cb.last_model_path
+    export = out / "model.pt"
+    if trainer.is_global_zero and best:
+        state = torch.load(best, map_location="cpu", weights_only=False)["state_dict"]
+        lit.load_state_dict(state)
+        save_model(export, lit.model, cfg, vocab,
+                   extra={"val_sentence_acc": float(ckpt_cb.best_model_score or 0.0)})
+        print(f"best checkpoint {best} exported to {export}")
+    return export
