@@ -8,6 +8,7 @@ to a default.
 from __future__ import annotations
 
 import dataclasses
+import re
 import types
 import typing
 from dataclasses import dataclass, field
@@ -33,8 +34,12 @@ class ModelConfig:
     dropout: float = 0.1
     cnn_width: int = 32
     downsample: int = 8
-    ffn: str = "linear"  # linear | conv
-    pe: str = "sine2d"
+    ffn: str = "linear"  # linear | conv (SATRN's locality-aware feed-forward)
+    pe: str = "sine2d"  # sine2d | adaptive2d | learned
+    pe_mode: str = "add"  # add (positions added to features) | untied (TUPE)
+    pe_dropout: float = 0.0
+    pe_dropout_mode: str = "element"  # element | position (drop whole positional vectors)
+    channel_attention: bool = False  # CBAM channel gate before each encoder self-attention
     max_len: int = 200
 
 
@@ -80,7 +85,7 @@ class TrainConfig:
     grad_clip: float = 2.0
     ignore_pad: bool = True
     label_smoothing: float = 0.0
-    teacher_forcing: float = 1.0
+    teacher_forcing: float = 1.0  # chance of feeding the gold previous token, else the prediction
     precision: str = "32-true"  # or bf16-mixed
     seed: int = 0
     threads: int = 2
@@ -95,6 +100,9 @@ class Config:
     model: ModelConfig = field(default_factory=ModelConfig)
     data: DataConfig = field(default_factory=DataConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+
+
+_EXP_FLOAT = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+")
 
 
 def _check(value: Any, tp: Any, where: str) -> Any:
@@ -113,10 +121,13 @@ def _check(value: Any, tp: Any, where: str) -> Any:
         if origin is tuple:
             if len(value) != len(args):
                 raise ConfigError(f"{where}: expected {len(args)} values, got {value!r}")
-            return tuple(_check(v, a, f"{where}[{i}]") for i, (v, a) in enumerate(zip(value, args)))
+            pairs = enumerate(zip(value, args, strict=True))
+            return tuple(_check(v, a, f"{where}[{i}]") for i, (v, a) in pairs)
         return [_check(v, args[0], f"{where}[{i}]") for i, v in enumerate(value)]
     if tp is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
+    if tp is float and isinstance(value, str) and _EXP_FLOAT.fullmatch(value.strip()):
+        return float(value)  # YAML 1.1 (PyYAML) reads 1e-3, without a dot, as a string
     if tp in (int, float, str, bool) and (not isinstance(value, tp) or
                                           (tp is int and isinstance(value, bool))):
         raise ConfigError(f"{where}: expected {tp.__name__}, got {value!r}")

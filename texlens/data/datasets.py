@@ -186,8 +186,10 @@ def collate(items: Sequence[dict | None], pad_id: int = Vocab.pad_id) -> dict:
     """Pad images to the widest (zeros = blank paper) and ids to the longest sequence."""
     items = [it for it in items if it is not None]
     if not items:
-        return {"images": torch.zeros(0, 1, 1, 1), "mask": torch.zeros(0, 1, 1, dtype=torch.bool),
-                "ids": torch.zeros(0, 2, dtype=torch.long), "index": torch.zeros(0, dtype=torch.long)}
+        return {"images": torch.zeros(0, 1, 1, 1),
+                "mask": torch.zeros(0, 1, 1, dtype=torch.bool),
+                "ids": torch.zeros(0, 2, dtype=torch.long),
+                "index": torch.zeros(0, dtype=torch.long)}
     h = max(it["image"].shape[1] for it in items)
     w = max(it["image"].shape[2] for it in items)
     t = max(len(it["ids"]) for it in items)

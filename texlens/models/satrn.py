@@ -13,22 +13,25 @@ from torch import nn
 from texlens.config import ModelConfig
 from texlens.models.cnn import ShallowCNN
 from texlens.models.decoder import DecoderCache, TransformerDecoder
-from texlens.models.encoder import TransformerEncoder
-from texlens.models.posenc import Sine2D
-
-POSITIONAL = {"sine2d": Sine2D}
+from texlens.models.encoder import TransformerEncoder, UntiedPositionBias
+from texlens.models.posenc import POSITIONAL, PositionalDropout
 
 
 class SATRN(nn.Module):
     def __init__(self, cfg: ModelConfig, vocab_size: int):
         super().__init__()
         if cfg.pe not in POSITIONAL:
-            raise ValueError(f"unknown pe {cfg.pe!r}; choose from {sorted(POSITIONAL)}")
+            raise ValueError(f"unknown model.pe {cfg.pe!r}; choose from {sorted(POSITIONAL)}")
+        if cfg.pe_mode not in ("add", "untied"):
+            raise ValueError(f"model.pe_mode must be add or untied, not {cfg.pe_mode!r}")
         self.cfg = cfg
         self.cnn = ShallowCNN(1, cfg.d_model, cfg.downsample, cfg.cnn_width)
         self.pe = POSITIONAL[cfg.pe](cfg.d_model)
+        self.pe_drop = PositionalDropout(cfg.pe_dropout, cfg.pe_dropout_mode)
+        self.untied = (UntiedPositionBias(cfg.d_model, cfg.n_heads)
+                       if cfg.pe_mode == "untied" else None)
         self.encoder = TransformerEncoder(cfg.d_model, cfg.n_heads, cfg.enc_ff, cfg.enc_layers,
-                                          cfg.dropout, cfg.ffn)
+                                          cfg.dropout, cfg.ffn, cfg.channel_attention)
         self.decoder = TransformerDecoder(vocab_size, cfg.d_model, cfg.n_heads, cfg.dec_ff,
                                           cfg.dec_layers, cfg.dropout, cfg.max_len)
 
@@ -39,7 +42,9 @@ class SATRN(nn.Module):
         Returns memory (B, h*w, d) and its key mask (B, 1, 1, h*w) or None.
         """
         feat = self.cnn(images)
-        feat = feat + self.pe(feat)
+        pos = self.pe_drop(self.pe(feat))
+        if self.untied is None:
+            feat = feat + pos
         b, d, h, w = feat.shape
         x = feat.flatten(2).transpose(1, 2)
         mem_mask = None
@@ -47,7 +52,10 @@ class SATRN(nn.Module):
             s = self.cnn.stride
             small = F.max_pool2d(mask[:, None].float(), s, s)[:, :, :h, :w] > 0
             mem_mask = small.flatten(1)[:, None, None, :]
-        return self.encoder(x, mem_mask, (h, w)), mem_mask
+        bias = None
+        if self.untied is not None:
+            bias = self.untied(pos.flatten(2).transpose(1, 2), mem_mask)
+        return self.encoder(x, mem_mask, (h, w), bias), mem_mask
 
     def forward(self, images: torch.Tensor, mask: torch.Tensor | None,
                 tgt_in: torch.Tensor) -> torch.Tensor:

@@ -34,9 +34,26 @@ class Recognizer(L.LightningModule):
         self._preds: list[list[str]] = []
         self._refs: list[list[str]] = []
 
+    def decoder_inputs(self, memory: torch.Tensor, mem_mask: torch.Tensor | None,
+                       ids: torch.Tensor, ratio: float) -> torch.Tensor:
+        """Teacher forcing with probability ``ratio`` per position; elsewhere the model's own
+        previous prediction (parallel scheduled sampling: one extra no-grad decoder pass)."""
+        gold = ids[:, :-1]
+        if ratio >= 1.0:
+            return gold
+        with torch.no_grad():
+            pred = self.model.decoder(gold, memory, mem_mask).argmax(-1)
+        # Position t's input is the token predicted at t-1; <sos> and padding stay gold.
+        sampled = torch.cat([gold[:, :1], pred[:, :-1]], 1)
+        use_pred = torch.rand(gold.shape, device=gold.device) >= ratio
+        use_pred[:, 0] = False
+        return torch.where(use_pred & (gold != Vocab.pad_id), sampled, gold)
+
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
         ids = batch["ids"]
-        logits = self.model(batch["images"], batch["mask"], ids[:, :-1])
+        memory, mem_mask = self.model.encode(batch["images"], batch["mask"])
+        tgt_in = self.decoder_inputs(memory, mem_mask, ids, self.cfg.train.teacher_forcing)
+        logits = self.model.decoder(tgt_in, memory, mem_mask)
         loss = sequence_loss(logits, ids[:, 1:], self.cfg.train.ignore_pad,
                              self.cfg.train.label_smoothing)
         self.log("train/loss", loss, prog_bar=True, batch_size=ids.shape[0])

@@ -35,8 +35,12 @@ class AtomicCheckpointIO(TorchCheckpointIO):
 
 
 def build_vocab(cfg: Config) -> Vocab:
+    """data.vocab if given, else a competition layout's tokens.txt, else the training captions."""
     if cfg.data.vocab:
         return Vocab.from_file(cfg.data.vocab)
+    for root in cfg.data.train:
+        if (Path(root) / "tokens.txt").is_file():
+            return Vocab.from_file(str(Path(root) / "tokens.txt"))
     samples = [s for root in cfg.data.train for s in read_layout(root)[0]]
     return Vocab.build(s.tokens for s in samples)
 
@@ -49,8 +53,8 @@ def checked(roots: list[str], vocab: Vocab, cfg: Config, what: str) -> ScanRepor
     for p in report.problems[:50]:
         print(f"{what}: {p}")
     if report.problems:
-        more = len(report.problems) - 50
-        print(f"{what}: {report.skipped} bad samples" + (f" ({more} not shown)" if more > 0 else ""))
+        hidden = f" ({len(report.problems) - 50} not shown)" if len(report.problems) > 50 else ""
+        print(f"{what}: {report.skipped} bad samples{hidden}")
         if cfg.data.on_error == "stop":
             raise DatasetError(f"data.{what}: {report.skipped} bad samples; fix them or set "
                                "data.on_error=skip")
@@ -89,7 +93,8 @@ def train(cfg: Config, resume: str | None = None, devices: int | str = 1, num_no
     val_ds = FormulaDataset(val_samples, vocab, cfg.data)
     lit = Recognizer(cfg, vocab)
     ckpt_cb = ModelCheckpoint(dirpath=out / "checkpoints", filename="best",
-                              monitor="val/sentence_acc", mode="max", save_last=True)
+                              monitor="val/sentence_acc", mode="max", save_last=True,
+                              enable_version_counter=False)
     trainer = L.Trainer(
         accelerator=accelerator, devices=devices, num_nodes=num_nodes, strategy=strategy,
         max_epochs=cfg.train.max_epochs, max_steps=cfg.train.max_steps,

@@ -1,0 +1,46 @@
+# texlens: `make demo` sets up and runs the shipped model on examples/; `make test` runs the tests.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.PHONY: setup demo test lint bench printed-data train-printed clean
+
+setup: $(STAMP)
+
+# torch is pinned to the local CPU wheel first: any other spec pulls CUDA packages.
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q torch==2.13.0
+	$(BIN)/pip install -q -e ".[dev]"
+	touch $(STAMP)
+
+demo: setup
+	$(BIN)/texlens predict examples/printed
+	$(BIN)/texlens evaluate --data examples/printed --json outputs/demo-eval.json
+
+test: setup
+	$(BIN)/ruff check texlens tests benchmarks
+	$(BIN)/python -m pytest tests
+
+lint: setup
+	$(BIN)/ruff check texlens tests benchmarks
+
+bench: setup
+	$(BIN)/python benchmarks/bench_render.py
+	$(BIN)/python benchmarks/bench_latency.py
+
+# Training data of printed-small (about 15 minutes on 2 cores; needs ../shared/data/crohme
+# for the real-formula part). Seeds 1-4 are training/validation; 12345 is the test seed.
+CAPTIONS := ../shared/data/crohme/train_caption.txt
+printed-data: setup
+	$(BIN)/texlens data synth --n 90000 --seed 1 --workers 2 --out data/printed/train-synth
+	$(BIN)/texlens data synth --n 22407 --seed 2 --workers 2 --captions $(CAPTIONS) --split train --out data/printed/train-real
+	$(BIN)/texlens data synth --n 500 --seed 3 --out data/printed/val-synth
+	$(BIN)/texlens data synth --n 474 --seed 4 --captions $(CAPTIONS) --split val --out data/printed/val-real
+
+train-printed: printed-data
+	$(BIN)/texlens train configs/printed-small.yaml
+
+clean:
+	rm -rf $(VENV) outputs .pytest_cache

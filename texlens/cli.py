@@ -1,0 +1,211 @@
+"""The ``texlens`` command line. Thin: each command parses options and calls a module."""
+
+from __future__ import annotations
+
+import glob
+import json
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
+from rich.table import Table
+
+app = typer.Typer(add_completion=False, no_args_is_help=True,
+                  help="Read images of mathematical formulas and write LaTeX.")
+data_app = typer.Typer(no_args_is_help=True, help="Make datasets.")
+app.add_typer(data_app, name="data")
+err = Console(stderr=True)
+
+
+def _fail(msg: str, code: int = 2) -> None:
+    # Messages name files: print them verbatim (no markup) and on one line (no wrapping).
+    err.print(f"[red]error:[/red] {escape(msg)}", highlight=False, soft_wrap=True)
+    raise typer.Exit(code)
+
+
+def _known_errors() -> tuple[type[Exception], ...]:
+    from texlens.checkpoint import CheckpointError
+    from texlens.config import ConfigError
+    from texlens.data.datasets import DatasetError
+    from texlens.data.image import ImageError
+    from texlens.data.synth.render import RenderError
+    from texlens.tokens import TokenizeError
+    return (CheckpointError, ConfigError, DatasetError, ImageError, RenderError, TokenizeError,
+            FileNotFoundError)
+
+
+def _progress() -> Progress:
+    return Progress("[progress.description]{task.description}", BarColumn(),
+                    MofNCompleteColumn(), TimeRemainingColumn(), console=err, transient=True)
+
+
+def _expand(paths: list[str]) -> list[Path]:
+    """Files, directories (their images, sorted) and glob patterns, in the order given."""
+    from texlens.data.image import IMAGE_SUFFIXES
+    out: list[Path] = []
+    for p in paths:
+        path = Path(p)
+        if path.is_dir():
+            out += sorted(f for f in path.iterdir() if f.suffix.lower() in IMAGE_SUFFIXES)
+        elif any(c in p for c in "*?["):
+            out += [Path(f) for f in sorted(glob.glob(p, recursive=True))]
+        else:
+            out.append(path)
+    return out
+
+
+@app.command()
+def predict(
+    paths: Annotated[list[str], typer.Argument(help="Image files, directories or globs.")],
+    model: Annotated[str, typer.Option(help="Shipped model name or checkpoint path.")] =
+        "printed-small",
+    batch_size: Annotated[int, typer.Option(min=1)] = 16,
+    json_out: Annotated[bool, typer.Option("--json", help="One JSON object per line.")] = False,
+) -> None:
+    """Recognise formula images; prints file<TAB>latex per image."""
+    from texlens.data.image import ImageError
+    from texlens.recognizer import Recognizer
+    try:
+        rec = Recognizer.load(model)
+    except _known_errors() as e:
+        _fail(str(e))
+    files = _expand(paths)
+    if not files:
+        _fail("no images found in " + " ".join(paths))
+    arrays, ok, bad = [], [], 0
+    for f in files:
+        try:
+            arrays.append(rec.prepare(f))
+            ok.append(f)
+        except ImageError as e:
+            err.print(f"[yellow]skipped:[/yellow] {escape(str(e))}", highlight=False,
+                      soft_wrap=True)
+            bad += 1
+    preds = rec.predict_arrays(arrays, batch_size) if arrays else []
+    for f, p in zip(ok, preds, strict=True):
+        if json_out:
+            print(json.dumps({"file": str(f), "latex": p.latex, "confidence": p.confidence}))
+        else:
+            print(f"{f}\t{p.latex}")
+    if bad:
+        err.print(f"{bad} of {len(files)} files could not be read")
+        raise typer.Exit(1)
+
+
+@app.command()
+def evaluate(
+    data: Annotated[Path, typer.Option(help="Dataset directory (caption.txt or gt.txt).")],
+    model: Annotated[str, typer.Option(help="Shipped model name or checkpoint path.")] =
+        "printed-small",
+    batch_size: Annotated[int, typer.Option(min=1)] = 16,
+    json_path: Annotated[Path | None, typer.Option("--json", help="Write metrics here.")] = None,
+    samples: Annotated[Path | None, typer.Option(
+        help="Per-sample TSV (key, prediction, truth); default next to --json.")] = None,
+    on_error: Annotated[str, typer.Option(help="skip or stop on bad samples.")] = "skip",
+    limit: Annotated[int, typer.Option(help="Evaluate only the first N samples.")] = 0,
+) -> None:
+    """Score a model on a dataset: sentence accuracy (ExpRate), WER, BLEU, ..."""
+    from texlens.evaluate import evaluate as run_eval
+    from texlens.recognizer import Recognizer
+    if on_error not in ("skip", "stop"):
+        _fail("--on-error must be skip or stop")
+    try:
+        rec = Recognizer.load(model)
+        with _progress() as prog:
+            task = prog.add_task("evaluating", total=None)
+            result = run_eval(rec, data, batch_size, on_error, limit,
+                              progress=lambda k: prog.advance(task, k))
+    except _known_errors() as e:
+        _fail(str(e))
+    for p in result["problems"][:20]:
+        err.print(f"[yellow]skipped:[/yellow] {escape(p)}", highlight=False,
+                  soft_wrap=True)
+    m = result["metrics"]
+    table = Table(title=f"{model} on {data}")
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    for k, v in m.items():
+        table.add_row(k, f"{v:.4f}" if isinstance(v, float) else str(v))
+    Console().print(table)
+    if json_path:
+        json_path.parent.mkdir(parents=True, exist_ok=True)
+        json_path.write_text(json.dumps({**m, "model": model, "data": str(data),
+                                         "by_length": result["by_length"]}, indent=2))
+        samples = samples or json_path.with_suffix(".samples.tsv")
+    if samples:
+        with open(samples, "w", encoding="utf-8") as f:
+            f.write("key\tprediction\ttruth\tcorrect\tconfidence\n")
+            for r in result["rows"]:
+                f.write(f"{r['key']}\t{r['prediction']}\t{r['truth']}\t{int(r['correct'])}\t"
+                        f"{r['confidence']}\n")
+
+
+@app.command()
+def train(
+    config: Annotated[Path, typer.Argument(help="YAML config.")],
+    set_: Annotated[list[str] | None, typer.Option(
+        "--set", help="Override a config value: section.key=value (repeatable).")] = None,
+    resume: Annotated[str | None, typer.Option(help="Checkpoint to resume from.")] = None,
+    devices: Annotated[str, typer.Option(help="Devices per node: a number or 'auto'.")] = "1",
+    num_nodes: Annotated[int, typer.Option(min=1)] = 1,
+    strategy: Annotated[str, typer.Option(help="Lightning strategy, e.g. ddp.")] = "auto",
+    accelerator: Annotated[str, typer.Option(help="cpu, gpu or auto.")] = "auto",
+) -> None:
+    """Train a model from a config; writes checkpoints, logs and model.pt to train.out_dir."""
+    from texlens.config import load_config
+    from texlens.train.run import train as run_train
+    try:
+        cfg = load_config(config, set_ or [])
+        dev = int(devices) if devices.isdigit() else devices
+        run_train(cfg, resume, dev, num_nodes, strategy, accelerator)
+    except _known_errors() as e:
+        _fail(str(e))
+
+
+@app.command()
+def models() -> None:
+    """List the shipped models."""
+    from texlens.recognizer import WEIGHTS_DIR, shipped_models
+    for name in shipped_models():
+        size = (WEIGHTS_DIR / f"{name}.pt").stat().st_size / 1e6
+        print(f"{name}\t{size:.1f} MB")
+
+
+@data_app.command("synth")
+def data_synth(
+    out: Annotated[Path, typer.Option(help="Output dataset directory.")],
+    n: Annotated[int, typer.Option(min=1, help="Number of images.")] = 1000,
+    seed: Annotated[int, typer.Option(help="Same seed, same bytes.")] = 0,
+    captions: Annotated[Path | None, typer.Option(
+        help="Render these real formulas (key<TAB>tokens) instead of random ones.")] = None,
+    split: Annotated[str, typer.Option(
+        help="With --captions: all, train, val or heldout (a stable hash split by key).")] =
+        "all",
+    workers: Annotated[int, typer.Option(min=1, help="Rendering processes.")] = 1,
+) -> None:
+    """Render synthetic printed formulas into a dataset directory."""
+    from texlens.data.synth.dataset import read_caption_file, synth_dataset
+    try:
+        caps = read_caption_file(captions, split) if captions else None
+        with _progress() as prog:
+            task = prog.add_task("rendering", total=n)
+            res = synth_dataset(out, n, seed, caps, workers,
+                                progress=lambda k: prog.advance(task, k))
+    except (ValueError, OSError) as e:
+        _fail(str(e))
+    print(f"wrote {res['written']} images to {out} ({res['failed']} failed to render)")
+
+
+def main() -> None:
+    try:
+        app()
+    except KeyboardInterrupt:
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

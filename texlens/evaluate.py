@@ -1,0 +1,52 @@
+"""Evaluate a recognizer on a dataset directory: metrics plus per-sample rows."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from texlens import metrics
+from texlens.data.datasets import DatasetError, scan_dataset
+from texlens.data.image import ImageError
+from texlens.recognizer import Recognizer
+
+
+def evaluate(rec: Recognizer, data: str | Path, batch_size: int = 16, on_error: str = "skip",
+             limit: int = 0, progress: Callable[[int], None] | None = None) -> dict:
+    """Returns {"metrics": {...}, "by_length": [...], "rows": [...], "problems": [...]}.
+
+    Samples with a missing or unreadable image, an empty caption or a token the
+    model's vocabulary lacks are reported (file and line) and skipped, or stop the
+    evaluation before it starts when ``on_error`` is "stop".
+    """
+    report = scan_dataset([data], rec.vocab, decode_images=False)
+    if report.problems and on_error == "stop":
+        raise DatasetError(f"{data}: {report.skipped} bad samples, first: {report.problems[0]}")
+    samples = report.samples[:limit] if limit else report.samples
+    problems = list(report.problems)
+    arrays, kept = [], []
+    for s in samples:
+        try:
+            arrays.append(rec.prepare(s.image))
+            kept.append(s)
+        except ImageError as e:
+            problems.append(f"{s.where}: {e}")
+    preds = []
+    t0 = time.perf_counter()
+    for start in range(0, len(arrays), batch_size * 4):
+        chunk = arrays[start:start + batch_size * 4]
+        preds += rec.predict_arrays(chunk, batch_size)
+        if progress:
+            progress(len(chunk))
+    seconds = time.perf_counter() - t0
+    hyp = [p.tokens for p in preds]
+    ref = [s.tokens for s in kept]
+    scores = metrics.compute_all(hyp, ref)
+    scores["skipped"] = len(problems)
+    scores["seconds"] = round(seconds, 3)
+    rows = [{"key": s.key, "prediction": p.latex, "truth": " ".join(s.tokens),
+             "correct": p.tokens == s.tokens, "confidence": round(p.confidence, 4)}
+            for s, p in zip(kept, preds, strict=True)]
+    return {"metrics": scores, "by_length": metrics.by_length(hyp, ref), "rows": rows,
+            "problems": problems}
