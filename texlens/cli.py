@@ -61,16 +61,17 @@ def _expand(paths: list[str]) -> list[Path]:
 @app.command()
 def predict(
     paths: Annotated[list[str], typer.Argument(help="Image files, directories or globs.")],
-    model: Annotated[str, typer.Option(help="Shipped model name or checkpoint path.")] =
-        "printed-small",
+    model: Annotated[list[str] | None, typer.Option(
+        help="Shipped model name or checkpoint path; repeat for an ensemble.")] = None,
     batch_size: Annotated[int, typer.Option(min=1)] = 16,
+    beam: Annotated[int, typer.Option(min=1, help="Beam width; 1 = greedy.")] = 1,
     json_out: Annotated[bool, typer.Option("--json", help="One JSON object per line.")] = False,
 ) -> None:
     """Recognise formula images; prints file<TAB>latex per image."""
     from texlens.data.image import ImageError
-    from texlens.recognizer import Recognizer
+    from texlens.recognizer import DEFAULT_MODEL, Recognizer
     try:
-        rec = Recognizer.load(model)
+        rec = Recognizer.load(model or [DEFAULT_MODEL])
     except _known_errors() as e:
         _fail(str(e))
     files = _expand(paths)
@@ -85,10 +86,13 @@ def predict(
             err.print(f"[yellow]skipped:[/yellow] {escape(str(e))}", highlight=False,
                       soft_wrap=True)
             bad += 1
-    preds = rec.predict_arrays(arrays, batch_size) if arrays else []
+    preds = rec.predict_arrays(arrays, batch_size, beam=beam) if arrays else []
     for f, p in zip(ok, preds, strict=True):
         if json_out:
-            print(json.dumps({"file": str(f), "latex": p.latex, "confidence": p.confidence}))
+            row = {"file": str(f), "latex": p.latex, "confidence": round(p.confidence, 4)}
+            if p.nbest:
+                row["nbest"] = [{"latex": t, "score": round(s, 4)} for t, s in p.nbest]
+            print(json.dumps(row))
         else:
             print(f"{f}\t{p.latex}")
     if bad:
@@ -99,9 +103,10 @@ def predict(
 @app.command()
 def evaluate(
     data: Annotated[Path, typer.Option(help="Dataset directory (caption.txt or gt.txt).")],
-    model: Annotated[str, typer.Option(help="Shipped model name or checkpoint path.")] =
-        "printed-small",
+    model: Annotated[list[str] | None, typer.Option(
+        help="Shipped model name or checkpoint path; repeat for an ensemble.")] = None,
     batch_size: Annotated[int, typer.Option(min=1)] = 16,
+    beam: Annotated[int, typer.Option(min=1, help="Beam width; 1 = greedy.")] = 1,
     json_path: Annotated[Path | None, typer.Option("--json", help="Write metrics here.")] = None,
     samples: Annotated[Path | None, typer.Option(
         help="Per-sample TSV (key, prediction, truth); default next to --json.")] = None,
@@ -110,14 +115,14 @@ def evaluate(
 ) -> None:
     """Score a model on a dataset: sentence accuracy (ExpRate), WER, BLEU, ..."""
     from texlens.evaluate import evaluate as run_eval
-    from texlens.recognizer import Recognizer
+    from texlens.recognizer import DEFAULT_MODEL, Recognizer
     if on_error not in ("skip", "stop"):
         _fail("--on-error must be skip or stop")
     try:
-        rec = Recognizer.load(model)
+        rec = Recognizer.load(model or [DEFAULT_MODEL])
         with _progress() as prog:
             task = prog.add_task("evaluating", total=None)
-            result = run_eval(rec, data, batch_size, on_error, limit,
+            result = run_eval(rec, data, batch_size, on_error, limit, beam=beam,
                               progress=lambda k: prog.advance(task, k))
     except _known_errors() as e:
         _fail(str(e))
@@ -125,7 +130,7 @@ def evaluate(
         err.print(f"[yellow]skipped:[/yellow] {escape(p)}", highlight=False,
                   soft_wrap=True)
     m = result["metrics"]
-    table = Table(title=f"{model} on {data}")
+    table = Table(title=f"{rec.name} on {data}")
     table.add_column("metric")
     table.add_column("value", justify="right")
     for k, v in m.items():
@@ -133,7 +138,7 @@ def evaluate(
     Console().print(table)
     if json_path:
         json_path.parent.mkdir(parents=True, exist_ok=True)
-        json_path.write_text(json.dumps({**m, "model": model, "data": str(data),
+        json_path.write_text(json.dumps({**m, "model": rec.name, "beam": beam, "data": str(data),
                                          "by_length": result["by_length"]}, indent=2))
         samples = samples or json_path.with_suffix(".samples.tsv")
     if samples:

@@ -24,7 +24,12 @@ class ConfigError(ValueError):
 
 @dataclass
 class ModelConfig:
-    arch: str = "satrn"
+    arch: str = "satrn"  # satrn | aster
+    backbone: str = "shallow"  # shallow | densenet | resnet18 | resnet34
+    encoder: str = "satrn"  # satrn (CNN + 2-D PE + transformer) | vit (patches, no CNN)
+    patch: int = 8  # vit: patch size
+    vit_grid: tuple[int, int] = (8, 128)  # vit: patch grid of the stored position embedding
+    drop_path: float = 0.0  # vit: stochastic depth rate of the last block (linear ramp)
     d_model: int = 192
     n_heads: int = 4
     enc_layers: int = 3
@@ -156,7 +161,9 @@ def _apply_override(data: dict, item: str) -> None:
     node = data
     parts = key.split(".")
     for p in parts[:-1]:
-        node = node.setdefault(p, {})
+        if node.get(p) is None:  # absent, or an empty section ("train:" in the YAML)
+            node[p] = {}
+        node = node[p]
         if not isinstance(node, dict):
             raise ConfigError(f"--set {key}: {p!r} is not a section")
     node[parts[-1]] = yaml.safe_load(raw)

@@ -13,7 +13,8 @@ from texlens.recognizer import Recognizer
 
 
 def evaluate(rec: Recognizer, data: str | Path, batch_size: int = 16, on_error: str = "skip",
-             limit: int = 0, progress: Callable[[int], None] | None = None) -> dict:
+             limit: int = 0, beam: int = 1,
+             progress: Callable[[int], None] | None = None) -> dict:
     """Returns {"metrics": {...}, "by_length": [...], "rows": [...], "problems": [...]}.
 
     Samples with a missing or unreadable image, an empty caption or a token the
@@ -36,7 +37,7 @@ def evaluate(rec: Recognizer, data: str | Path, batch_size: int = 16, on_error: 
     t0 = time.perf_counter()
     for start in range(0, len(arrays), batch_size * 4):
         chunk = arrays[start:start + batch_size * 4]
-        preds += rec.predict_arrays(chunk, batch_size)
+        preds += rec.predict_arrays(chunk, batch_size, beam=beam)
         if progress:
             progress(len(chunk))
     seconds = time.perf_counter() - t0

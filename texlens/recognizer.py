@@ -17,7 +17,7 @@ from texlens.checkpoint import CheckpointError, load_model
 from texlens.data.datasets import collate
 from texlens.data.image import load_image
 from texlens.data.transforms import preprocess, to_tensor_array
-from texlens.decoding import greedy_decode
+from texlens.decoding import beam_search, greedy_decode
 from texlens.tokens import join
 
 WEIGHTS_DIR = Path(__file__).parent / "weights"
@@ -45,20 +45,35 @@ class Prediction:
     latex: str
     tokens: list[str]
     confidence: float  # exp(mean token log-probability), 0..1
+    nbest: list[tuple[str, float]] | None = None  # beam search: (latex, score), best first
 
 
 ImageInput = str | Path | bytes | np.ndarray
 
 
 class Recognizer:
-    def __init__(self, model: torch.nn.Module, cfg, vocab, name: str = ""):
-        self.model, self.cfg, self.vocab, self.name = model, cfg, vocab, name
+    """One model, or an ensemble of several that share a vocabulary and input size."""
+
+    def __init__(self, models: torch.nn.Module | Sequence[torch.nn.Module], cfg, vocab,
+                 name: str = ""):
+        self.models = [models] if isinstance(models, torch.nn.Module) else list(models)
+        self.model = self.models[0]
+        self.cfg, self.vocab, self.name = cfg, vocab, name
 
     @classmethod
-    def load(cls, name_or_path: str | Path = DEFAULT_MODEL) -> Recognizer:
-        path = resolve_model(name_or_path)
-        model, cfg, vocab = load_model(path)
-        return cls(model, cfg, vocab, str(name_or_path))
+    def load(cls, name_or_path: str | Path | Sequence[str | Path] = DEFAULT_MODEL
+             ) -> Recognizer:
+        names = [name_or_path] if isinstance(name_or_path, (str, Path)) else list(name_or_path)
+        loaded = [load_model(resolve_model(n)) for n in names]
+        _, cfg, vocab = loaded[0]
+        for n, (_, c, v) in zip(names[1:], loaded[1:], strict=True):
+            if v != vocab:
+                raise CheckpointError(f"{n}: its vocabulary differs from {names[0]}'s; "
+                                      "an ensemble needs one vocabulary")
+            if (c.data.size_mode, c.data.height, c.data.width) != (
+                    cfg.data.size_mode, cfg.data.height, cfg.data.width):
+                raise CheckpointError(f"{n}: its input size differs from {names[0]}'s")
+        return cls([m for m, _, _ in loaded], cfg, vocab, " + ".join(map(str, names)))
 
     def prepare(self, image: ImageInput, name: str | None = None) -> np.ndarray:
         """Load and preprocess one image to the model's float input (1, H, W)."""
@@ -66,24 +81,39 @@ class Recognizer:
 
     @torch.no_grad()
     def predict_arrays(self, arrays: Sequence[np.ndarray], batch_size: int = 16,
-                       max_len: int | None = None) -> list[Prediction]:
-        """Preprocessed inputs -> predictions, batched by width to limit padding."""
+                       max_len: int | None = None, beam: int = 1) -> list[Prediction]:
+        """Preprocessed inputs -> predictions, batched by width to limit padding.
+
+        beam=1 with one model is greedy decoding (key/value cache); otherwise batched
+        beam search, averaging the models' log-probabilities for an ensemble.
+        """
         order = sorted(range(len(arrays)), key=lambda i: arrays[i].shape[-1])
         out: list[Prediction | None] = [None] * len(arrays)
         max_len = max_len or self.cfg.data.max_tokens
         for start in range(0, len(order), batch_size):
             idx = order[start:start + batch_size]
             batch = collate([{"image": arrays[i], "ids": [0], "index": i} for i in idx])
-            ids, score = greedy_decode(self.model, batch["images"], batch["mask"], max_len)
+            if beam == 1 and len(self.models) == 1:
+                ids, score = greedy_decode(self.model, batch["images"], batch["mask"], max_len)
+                for row, i in enumerate(idx):
+                    toks = self.vocab.decode(ids[row].tolist())
+                    out[i] = Prediction(join(toks), toks, float(np.exp(score[row].item())))
+                continue
+            hyps = beam_search(self.models, batch["images"], batch["mask"], beam, max_len)
             for row, i in enumerate(idx):
-                toks = self.vocab.decode(ids[row].tolist())
-                out[i] = Prediction(join(toks), toks, float(np.exp(score[row].item())))
+                best = hyps[row][0]
+                toks = self.vocab.decode(best.ids)
+                conf = float(np.exp(best.logprob / (len(best.ids) + 1)))
+                out[i] = Prediction(join(toks), toks, conf,
+                                    [(join(self.vocab.decode(h.ids)), h.score)
+                                     for h in hyps[row]])
         return out  # type: ignore[return-value]
 
-    def predict(self, images: Iterable[ImageInput], batch_size: int = 16) -> list[Prediction]:
+    def predict(self, images: Iterable[ImageInput], batch_size: int = 16,
+                beam: int = 1) -> list[Prediction]:
         """Images (paths, bytes or arrays) -> predictions in the same order.
 
         Raises ImageError (naming the file) on the first unreadable image; the CLI
         loads images one by one instead, to report bad files and go on.
         """
-        return self.predict_arrays([self.prepare(im) for im in images], batch_size)
+        return self.predict_arrays([self.prepare(im) for im in images], batch_size, beam=beam)

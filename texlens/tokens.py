@@ -132,7 +132,12 @@ def tokenize(latex: str) -> list[str]:
             continue
         toks.append(t)
         i += 1
-    if toks.count("{") != toks.count("}"):
+    depth = 0
+    for t in toks:  # counts alone would accept "} {"
+        depth += (t == "{") - (t == "}")
+        if depth < 0:
+            raise TokenizeError("unbalanced braces in formula: '}' without '{'")
+    if depth:
         raise TokenizeError("unbalanced braces in formula")
     return _brace_args(toks)
 
