@@ -77,6 +77,28 @@ def read_checkpoint(path: str | Path) -> tuple[Config, Vocab, dict[str, torch.Te
     return cfg, vocab, state, raw
 
 
+def average_checkpoints(paths: list[str | Path]) -> tuple[dict[str, torch.Tensor], Config, Vocab]:
+    """Uniform average of the weights of checkpoints of one model (e.g. the last few of a
+    run). Different architectures or vocabularies are an error naming the file."""
+    if not paths:
+        raise CheckpointError("no checkpoints to average")
+    cfg, vocab, total, _ = read_checkpoint(paths[0])
+    total = {k: v.double() if v.is_floating_point() else v.clone() for k, v in total.items()}
+    for p in paths[1:]:
+        c, v, state, _ = read_checkpoint(p)
+        if v != vocab:
+            raise CheckpointError(f"{p}: its vocabulary differs from {paths[0]}'s")
+        if c.model != cfg.model or state.keys() != total.keys():
+            raise CheckpointError(f"{p}: a different model than {paths[0]}; cannot average")
+        for k, t in state.items():
+            if t.is_floating_point():
+                total[k] += t.double()
+    n = len(paths)
+    # Integer buffers (BatchNorm's step counter) are kept from the first checkpoint.
+    return ({k: (t / n).float() if t.is_floating_point() else t for k, t in total.items()},
+            cfg, vocab)
+
+
 def load_model(path: str | Path) -> tuple[nn.Module, Config, Vocab]:
     cfg, vocab, state, _ = read_checkpoint(path)
     model = build_model(cfg.model, len(vocab))

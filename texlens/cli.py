@@ -171,6 +171,59 @@ def train(
         _fail(str(e))
 
 
+@app.command("plot-lr")
+def plot_lr(
+    config: Annotated[Path, typer.Argument(help="YAML config.")],
+    out: Annotated[Path, typer.Option(help="PNG to write.")] = Path("lr.png"),
+    steps: Annotated[int, typer.Option(
+        help="Total optimizer steps; default train.max_steps.")] = 0,
+) -> None:
+    """Draw a config's learning-rate, beta1 and teacher-forcing schedules."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from texlens.config import load_config
+    from texlens.train.schedules import simulate
+    try:
+        cfg = load_config(config)
+    except _known_errors() as e:
+        _fail(str(e))
+    total = steps or cfg.train.max_steps
+    if total <= 0:
+        _fail("the config has no train.max_steps; pass --steps")
+    curves = simulate(cfg.train, total)
+    fig, axes = plt.subplots(3, 1, figsize=(7, 6), sharex=True)
+    for ax, key in zip(axes, ("lr", "beta1", "teacher_forcing"), strict=True):
+        ax.plot(curves[key])
+        ax.set_ylabel(key)
+        ax.grid(alpha=0.3)
+    axes[0].set_title(f"{cfg.name}: {cfg.train.scheduler}, tf {cfg.train.tf_schedule}")
+    axes[-1].set_xlabel("optimizer step")
+    fig.tight_layout()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=100)
+    print(f"wrote {out}")
+
+
+@app.command()
+def average(
+    checkpoints: Annotated[list[Path], typer.Argument(help="Checkpoints of one model.")],
+    out: Annotated[Path, typer.Option(help="Averaged inference checkpoint to write.")],
+) -> None:
+    """Average the weights of several checkpoints of the same model."""
+    from texlens.checkpoint import average_checkpoints, save_model
+    from texlens.models.satrn import build_model
+    try:
+        state, cfg, vocab = average_checkpoints(list(checkpoints))
+        model = build_model(cfg.model, len(vocab))
+        model.load_state_dict(state)
+        save_model(out, model, cfg, vocab, extra={"averaged_from": [str(c) for c in checkpoints]})
+    except _known_errors() as e:
+        _fail(str(e))
+    print(f"averaged {len(checkpoints)} checkpoints into {out}")
+
+
 @app.command()
 def models() -> None:
     """List the shipped models."""

@@ -85,12 +85,23 @@ class TrainConfig:
     lr: float = 5e-4
     weight_decay: float = 0.01
     betas: tuple[float, float] = (0.9, 0.98)
-    scheduler: str = "onecycle"  # onecycle | cosine | none
-    warmup: float = 0.05  # fraction of the steps spent warming up
+    scheduler: str = "onecycle"  # onecycle | cosine | step | plateau | none
+    warmup: float = 0.05  # fraction of the steps spent warming up (onecycle, cosine)
+    step_every: float = 0.3  # step: multiply the LR by step_gamma every this fraction of steps
+    step_gamma: float = 0.1
+    plateau_patience: int = 2  # plateau: validations without improvement before LR x0.5
     grad_clip: float = 2.0
+    accumulate: int = 1  # gradient accumulation: batches per optimizer step
     ignore_pad: bool = True
     label_smoothing: float = 0.0
-    teacher_forcing: float = 1.0  # chance of feeding the gold previous token, else the prediction
+    # Teacher forcing: the chance of feeding the gold previous token, moving from
+    # teacher_forcing to teacher_forcing_end over training along the schedule.
+    teacher_forcing: float = 1.0
+    teacher_forcing_end: float | None = None  # None = constant
+    tf_schedule: str = "constant"  # constant | linear | cosine | arctan
+    tf_mode: str = "parallel"  # parallel (two-pass scheduled sampling) | batch (one coin)
+    early_stop_patience: int = 0  # validations without improvement before stopping; 0 = off
+    ema_decay: float = 0.0  # exponential moving average of weights; 0 = off
     precision: str = "32-true"  # or bf16-mixed
     seed: int = 0
     threads: int = 2

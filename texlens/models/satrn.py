@@ -11,10 +11,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from texlens.config import ModelConfig
-from texlens.models.cnn import ShallowCNN
+from texlens.models.backbones import build_backbone
 from texlens.models.decoder import DecoderCache, TransformerDecoder
 from texlens.models.encoder import TransformerEncoder, UntiedPositionBias
 from texlens.models.posenc import POSITIONAL, PositionalDropout
+from texlens.models.vit import ViTEncoder
 
 
 class SATRN(nn.Module):
@@ -24,16 +25,25 @@ class SATRN(nn.Module):
             raise ValueError(f"unknown model.pe {cfg.pe!r}; choose from {sorted(POSITIONAL)}")
         if cfg.pe_mode not in ("add", "untied"):
             raise ValueError(f"model.pe_mode must be add or untied, not {cfg.pe_mode!r}")
+        if cfg.encoder not in ("satrn", "vit"):
+            raise ValueError(f"model.encoder must be satrn or vit, not {cfg.encoder!r}")
         self.cfg = cfg
-        self.cnn = ShallowCNN(1, cfg.d_model, cfg.downsample, cfg.cnn_width)
+        self.decoder = TransformerDecoder(vocab_size, cfg.d_model, cfg.n_heads, cfg.dec_ff,
+                                          cfg.dec_layers, cfg.dropout, cfg.max_len)
+        if cfg.encoder == "vit":
+            # Positions are cropped, not stretched, so a formula's encoding does not depend on
+            # the widest image in its batch; vit_grid should cover the largest input.
+            self.vit = ViTEncoder(cfg.d_model, cfg.n_heads, cfg.enc_ff, cfg.enc_layers,
+                                  cfg.patch, 1, cfg.vit_grid, cfg.dropout, cfg.drop_path, "crop")
+            return
+        self.vit = None
+        self.cnn = build_backbone(cfg.backbone, cfg.d_model, cfg.downsample, cfg.cnn_width)
         self.pe = POSITIONAL[cfg.pe](cfg.d_model)
         self.pe_drop = PositionalDropout(cfg.pe_dropout, cfg.pe_dropout_mode)
         self.untied = (UntiedPositionBias(cfg.d_model, cfg.n_heads)
                        if cfg.pe_mode == "untied" else None)
         self.encoder = TransformerEncoder(cfg.d_model, cfg.n_heads, cfg.enc_ff, cfg.enc_layers,
                                           cfg.dropout, cfg.ffn, cfg.channel_attention)
-        self.decoder = TransformerDecoder(vocab_size, cfg.d_model, cfg.n_heads, cfg.dec_ff,
-                                          cfg.dec_layers, cfg.dropout, cfg.max_len)
 
     def encode(self, images: torch.Tensor, mask: torch.Tensor | None = None
                ) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -41,6 +51,8 @@ class SATRN(nn.Module):
 
         Returns memory (B, h*w, d) and its key mask (B, 1, 1, h*w) or None.
         """
+        if self.vit is not None:
+            return self.vit(images, mask)
         feat = self.cnn(images)
         pos = self.pe_drop(self.pe(feat))
         if self.untied is None:
@@ -49,8 +61,8 @@ class SATRN(nn.Module):
         x = feat.flatten(2).transpose(1, 2)
         mem_mask = None
         if mask is not None and not bool(mask.all()):
-            s = self.cnn.stride
-            small = F.max_pool2d(mask[:, None].float(), s, s)[:, :, :h, :w] > 0
+            s = self.cnn.stride  # an int or an (h, w) pair; backbones round sizes up
+            small = F.max_pool2d(mask[:, None].float(), s, s, ceil_mode=True)[:, :, :h, :w] > 0
             mem_mask = small.flatten(1)[:, None, None, :]
         bias = None
         if self.untied is not None:
@@ -69,7 +81,9 @@ class SATRN(nn.Module):
         return self.decoder.step(tokens, cache)
 
 
-MODELS = {"satrn": SATRN}
+from texlens.models.aster import ASTER  # noqa: E402
+
+MODELS = {"satrn": SATRN, "aster": ASTER}
 
 
 def build_model(cfg: ModelConfig, vocab_size: int) -> nn.Module:

@@ -13,7 +13,7 @@ from texlens.config import Config
 from texlens.decoding import greedy_decode
 from texlens.models.satrn import build_model
 from texlens.tokens import Vocab
-from texlens.train.schedules import build_scheduler
+from texlens.train.schedules import build_scheduler, teacher_forcing_ratio
 
 
 def sequence_loss(logits: torch.Tensor, target: torch.Tensor, ignore_pad: bool = True,
@@ -49,11 +49,40 @@ class Recognizer(L.LightningModule):
         use_pred[:, 0] = False
         return torch.where(use_pred & (gold != Vocab.pad_id), sampled, gold)
 
+    def free_running_logits(self, memory: torch.Tensor, mem_mask: torch.Tensor | None,
+                            steps: int) -> torch.Tensor:
+        """The competition baseline's unforced batch: decode step by step from the model's own
+        argmax, keeping the gradient through every step's logits."""
+        b = memory.shape[0]
+        cache = self.model.start(memory, mem_mask)
+        prev = torch.full((b, 1), Vocab.sos_id, dtype=torch.long, device=memory.device)
+        out = []
+        for _ in range(steps):
+            logits = self.model.step(prev, cache)
+            out.append(logits)
+            prev = logits.argmax(-1, keepdim=True).detach()
+        return torch.stack(out, 1)
+
+    def tf_ratio(self) -> float:
+        total = int(self.trainer.estimated_stepping_batches) if self._trainer else 1
+        return teacher_forcing_ratio(self.global_step, total, self.cfg.train)
+
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
         ids = batch["ids"]
         memory, mem_mask = self.model.encode(batch["images"], batch["mask"])
-        tgt_in = self.decoder_inputs(memory, mem_mask, ids, self.cfg.train.teacher_forcing)
-        logits = self.model.decoder(tgt_in, memory, mem_mask)
+        ratio = self.tf_ratio()
+        if self.cfg.train.tf_mode == "batch":
+            if torch.rand(()).item() < ratio:
+                logits = self.model.decoder(ids[:, :-1], memory, mem_mask)
+            else:
+                logits = self.free_running_logits(memory, mem_mask, ids.shape[1] - 1)
+        elif self.cfg.train.tf_mode == "parallel":
+            tgt_in = self.decoder_inputs(memory, mem_mask, ids, ratio)
+            logits = self.model.decoder(tgt_in, memory, mem_mask)
+        else:
+            raise ValueError(f"train.tf_mode must be parallel or batch, "
+                             f"not {self.cfg.train.tf_mode!r}")
+        self.log("train/teacher_forcing", ratio, batch_size=ids.shape[0])
         loss = sequence_loss(logits, ids[:, 1:], self.cfg.train.ignore_pad,
                              self.cfg.train.label_smoothing)
         self.log("train/loss", loss, prog_bar=True, batch_size=ids.shape[0])
@@ -90,6 +119,10 @@ class Recognizer(L.LightningModule):
         sched = build_scheduler(opt, t, total)
         if sched is None:
             return opt
+        if t.scheduler == "plateau":  # steps on each validation's score, not every batch
+            return {"optimizer": opt, "lr_scheduler": {
+                "scheduler": sched, "monitor": "val/sentence_acc", "interval": "epoch",
+                "frequency": 1, "strict": False}}
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:

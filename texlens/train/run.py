@@ -7,7 +7,12 @@ from pathlib import Path
 
 import lightning as L
 import torch
-from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
+from lightning.pytorch.callbacks import (
+    EarlyStopping,
+    EMAWeightAveraging,
+    LearningRateMonitor,
+    ModelCheckpoint,
+)
 from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 from torch.utils.data import DataLoader
@@ -95,13 +100,21 @@ def train(cfg: Config, resume: str | None = None, devices: int | str = 1, num_no
     ckpt_cb = ModelCheckpoint(dirpath=out / "checkpoints", filename="best",
                               monitor="val/sentence_acc", mode="max", save_last=True,
                               enable_version_counter=False)
+    callbacks = [ckpt_cb, LearningRateMonitor("step")]
+    if cfg.train.early_stop_patience:
+        callbacks.append(EarlyStopping("val/sentence_acc", mode="max",
+                                       patience=cfg.train.early_stop_patience))
+    if cfg.train.ema_decay:
+        # Validation and the saved checkpoints then use the averaged weights.
+        callbacks.append(EMAWeightAveraging(decay=cfg.train.ema_decay))
     trainer = L.Trainer(
         accelerator=accelerator, devices=devices, num_nodes=num_nodes, strategy=strategy,
         max_epochs=cfg.train.max_epochs, max_steps=cfg.train.max_steps,
         max_time={"minutes": cfg.train.max_time_min} if cfg.train.max_time_min else None,
         gradient_clip_val=cfg.train.grad_clip or None, precision=cfg.train.precision,
         val_check_interval=cfg.train.val_every_steps or None,
-        log_every_n_steps=cfg.train.log_every, callbacks=[ckpt_cb, LearningRateMonitor("step")],
+        accumulate_grad_batches=cfg.train.accumulate,
+        log_every_n_steps=cfg.train.log_every, callbacks=callbacks,
         logger=[CSVLogger(out, name="logs"), TensorBoardLogger(out, name="tb")],
         plugins=[AtomicCheckpointIO()], use_distributed_sampler=False,
         default_root_dir=out, enable_model_summary=True)
