@@ -171,6 +171,83 @@ def train(
         _fail(str(e))
 
 
+@app.command()
+def tune(
+    config: Annotated[Path, typer.Argument(help="YAML config the trials start from.")],
+    space: Annotated[Path, typer.Option(help="Search space YAML: config key -> distribution.")],
+    trials: Annotated[int, typer.Option(
+        min=1, help="Finished trials wanted, counting those of a resumed study.")] = 20,
+    study_dir: Annotated[Path | None, typer.Option(
+        help="Study database, trial runs and reports; default train.out_dir + '-tune'.")] = None,
+    sampler: Annotated[str, typer.Option(help="random or tpe.")] = "random",
+    trial_steps: Annotated[int | None, typer.Option(
+        min=1, help="Training steps per trial; default train.max_steps.")] = None,
+    seed: Annotated[int, typer.Option(help="Sampler seed.")] = 0,
+    set_: Annotated[list[str] | None, typer.Option(
+        "--set", help="Override a config value: section.key=value (repeatable).")] = None,
+) -> None:
+    """Search hyper-parameters with short training runs (Optuna, median pruning)."""
+    from texlens.config import load_config
+    from texlens.train.tune import format_value
+    from texlens.train.tune import tune as run_tune
+    if sampler not in ("random", "tpe"):
+        _fail("--sampler must be random or tpe")
+    try:
+        cfg = load_config(config, set_ or [])
+        study_dir = study_dir or Path(cfg.train.out_dir + "-tune")
+        result = run_tune(config, space, trials, study_dir, sampler, trial_steps, seed,
+                          set_ or [])
+    except _known_errors() as e:
+        _fail(str(e))
+    columns = ["trial", "state", "score", *result.keys]
+    table = Table(title=f"{len(result.trials)} trials in {study_dir} (best first)")
+    for col in columns:
+        table.add_column(col, justify="left" if col == "state" else "right")
+    for row in result.trials[:10]:
+        table.add_row(*(format_value(row[c]) for c in columns))
+    Console().print(table)
+    if result.best:
+        print(f"best: trial {result.best['trial']}; config written to {study_dir / 'best.yaml'}")
+
+
+@app.command()
+def kfold(
+    config: Annotated[Path, typer.Argument(help="YAML config.")],
+    folds: Annotated[int, typer.Option(min=2, help="Number of folds.")] = 5,
+    out: Annotated[Path | None, typer.Option(
+        help="Fold runs and kfold.json; default train.out_dir + '-kfold'.")] = None,
+    seed: Annotated[int, typer.Option(help="Seed of the fold assignment.")] = 0,
+    set_: Annotated[list[str] | None, typer.Option(
+        "--set", help="Override a config value: section.key=value (repeatable).")] = None,
+) -> None:
+    """Cross-validate on data.train, then score the fold models' ensemble on data.val.
+
+    Folds are stratified by source (printed/handwritten) and formula length.
+    """
+    from texlens.config import load_config
+    from texlens.train.kfold import SUMMARY
+    from texlens.train.kfold import kfold as run_kfold
+    try:
+        cfg = load_config(config, set_ or [])
+        out = out or Path(cfg.train.out_dir + "-kfold")
+        result = run_kfold(cfg, folds, out, seed)
+    except _known_errors() as e:
+        _fail(str(e))
+    table = Table(title=f"{folds}-fold cross-validation of {cfg.name}")
+    for col in ("model on data", "n", *SUMMARY):
+        table.add_column(col, justify="left" if col == "model on data" else "right")
+    n_val = str(result["ensemble"]["n"])
+    rows = [(f"fold {f['fold']} on its fold", str(f["heldout"]["n"]), f["heldout"])
+            for f in result["per_fold"]]
+    rows += [("mean over folds", "", result["mean"]), ("std over folds", "", result["std"]),
+             ("fold models on val", n_val, result["val_mean"]),
+             ("ensemble on val", n_val, result["ensemble"])]
+    for label, n, scores in rows:
+        table.add_row(label, n, *(f"{scores[m]:.4f}" for m in SUMMARY))
+    Console().print(table)
+    print(f"wrote {out / 'kfold.json'}")
+
+
 @app.command("plot-lr")
 def plot_lr(
     config: Annotated[Path, typer.Argument(help="YAML config.")],

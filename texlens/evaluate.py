@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from texlens import metrics
-from texlens.data.datasets import DatasetError, scan_dataset
+from texlens.data.datasets import DatasetError, Sample, scan_dataset
 from texlens.data.image import ImageError
 from texlens.recognizer import Recognizer
 
@@ -25,7 +25,17 @@ def evaluate(rec: Recognizer, data: str | Path, batch_size: int = 16, on_error: 
     if report.problems and on_error == "stop":
         raise DatasetError(f"{data}: {report.skipped} bad samples, first: {report.problems[0]}")
     samples = report.samples[:limit] if limit else report.samples
-    problems = list(report.problems)
+    result = evaluate_samples(rec, samples, batch_size, beam, progress)
+    result["problems"] = report.problems + result["problems"]
+    result["metrics"]["skipped"] = len(result["problems"])
+    return result
+
+
+def evaluate_samples(rec: Recognizer, samples: Sequence[Sample], batch_size: int = 16,
+                     beam: int = 1, progress: Callable[[int], None] | None = None) -> dict:
+    """Like :func:`evaluate`, on samples already listed and checked against ``rec.vocab``
+    (a k-fold held-out fold); images that fail to load are reported and skipped."""
+    problems: list[str] = []
     arrays, kept = [], []
     for s in samples:
         try:

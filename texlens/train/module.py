@@ -3,6 +3,8 @@ by greedy decoding (sentence accuracy is the metric checkpoints are chosen on)."
 
 from __future__ import annotations
 
+import os
+
 import lightning as L
 import torch
 import torch.nn.functional as F
@@ -33,6 +35,10 @@ class Recognizer(L.LightningModule):
         self.model = build_model(cfg.model, len(vocab))
         self._preds: list[list[str]] = []
         self._refs: list[list[str]] = []
+        # Debugging aid for distributed runs: with TEXLENS_DEBUG_SEEN=PATH each process
+        # appends "epoch<TAB>index index ..." (training-set indices, one line a batch) to
+        # PATH.rank<R>, so one can check that the ranks trained on different samples.
+        self._seen_path = os.environ.get("TEXLENS_DEBUG_SEEN")
 
     def decoder_inputs(self, memory: torch.Tensor, mem_mask: torch.Tensor | None,
                        ids: torch.Tensor, ratio: float) -> torch.Tensor:
@@ -66,6 +72,12 @@ class Recognizer(L.LightningModule):
     def tf_ratio(self) -> float:
         total = int(self.trainer.estimated_stepping_batches) if self._trainer else 1
         return teacher_forcing_ratio(self.global_step, total, self.cfg.train)
+
+    def on_train_batch_start(self, batch: dict, batch_idx: int) -> None:
+        if self._seen_path:
+            indices = " ".join(map(str, batch["index"].tolist()))
+            with open(f"{self._seen_path}.rank{self.global_rank}", "a", encoding="utf-8") as f:
+                f.write(f"{self.current_epoch}\t{indices}\n")
 
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
         ids = batch["ids"]

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import random
+from collections.abc import Sequence
 from pathlib import Path
 
 import lightning as L
 import torch
 from lightning.pytorch.callbacks import (
+    Callback,
     EarlyStopping,
     EMAWeightAveraging,
     LearningRateMonitor,
@@ -22,6 +24,7 @@ from texlens.config import Config
 from texlens.data.datasets import (
     DatasetError,
     FormulaDataset,
+    Sample,
     ScanReport,
     WidthBucketSampler,
     collate,
@@ -50,11 +53,12 @@ def build_vocab(cfg: Config) -> Vocab:
     return Vocab.build(s.tokens for s in samples)
 
 
-def checked(roots: list[str], vocab: Vocab, cfg: Config, what: str) -> ScanReport:
+def checked(roots: list[str], vocab: Vocab, cfg: Config, what: str,
+            decode_images: bool = True) -> ScanReport:
     """Scan a split, print every problem, and stop here (before training) if asked to."""
     if not roots:
         raise DatasetError(f"data.{what} lists no dataset directory")
-    report = scan_dataset(roots, vocab, cfg.data.max_tokens)
+    report = scan_dataset(roots, vocab, cfg.data.max_tokens, decode_images)
     for p in report.problems[:50]:
         print(f"{what}: {p}")
     if report.problems:
@@ -78,8 +82,16 @@ def make_loader(ds: FormulaDataset, cfg: Config, shuffle: bool, rank: int = 0,
 
 
 def train(cfg: Config, resume: str | None = None, devices: int | str = 1, num_nodes: int = 1,
-          strategy: str = "auto", accelerator: str = "auto") -> Path:
-    """Train from ``cfg``; returns the path of the exported best model."""
+          strategy: str = "auto", accelerator: str = "auto", *,
+          train_samples: Sequence[Sample] | None = None,
+          val_samples: Sequence[Sample] | None = None,
+          callbacks: Sequence[Callback] = ()) -> Path:
+    """Train from ``cfg``; returns the path of the exported best model.
+
+    ``train_samples``/``val_samples``, already checked against the vocabulary (k-fold
+    splits), replace scanning data.train/data.val; the vocabulary still comes from the
+    config. ``callbacks`` are added to the Trainer's (hyper-parameter search pruning).
+    """
     if cfg.data.on_error not in ("skip", "stop"):
         raise DatasetError(f"data.on_error must be skip or stop, not {cfg.data.on_error!r}")
     torch.set_num_threads(cfg.train.threads)
@@ -87,20 +99,28 @@ def train(cfg: Config, resume: str | None = None, devices: int | str = 1, num_no
     out = Path(cfg.train.out_dir)
     out.mkdir(parents=True, exist_ok=True)
     vocab = build_vocab(cfg)
-    train_rep = checked(cfg.data.train, vocab, cfg, "train")
-    val_rep = checked(cfg.data.val, vocab, cfg, "val")
-    val_samples = val_rep.samples
+    if train_samples is None:
+        train_samples = checked(cfg.data.train, vocab, cfg, "train").samples
+    if val_samples is None:
+        val_samples = checked(cfg.data.val, vocab, cfg, "val").samples
+    if not train_samples or not val_samples:
+        raise DatasetError("no training or no validation samples given")
+    val_samples = list(val_samples)
     if cfg.data.val_limit and len(val_samples) > cfg.data.val_limit:
         val_samples = random.Random(0).sample(val_samples, cfg.data.val_limit)
-    print(f"train: {len(train_rep.samples)} samples, val: {len(val_samples)}, "
+    print(f"train: {len(train_samples)} samples, val: {len(val_samples)}, "
           f"vocab: {len(vocab)} tokens")
-    train_ds = FormulaDataset(train_rep.samples, vocab, cfg.data, train=True)
+    train_ds = FormulaDataset(train_samples, vocab, cfg.data, train=True)
     val_ds = FormulaDataset(val_samples, vocab, cfg.data)
     lit = Recognizer(cfg, vocab)
     ckpt_cb = ModelCheckpoint(dirpath=out / "checkpoints", filename="best",
-                              monitor="val/sentence_acc", mode="max", save_last=True,
+                              monitor="val/sentence_acc", mode="max",
                               enable_version_counter=False)
-    callbacks = [ckpt_cb, LearningRateMonitor("step")]
+    # Lightning's save_last only rewrites last.ckpt when the monitored metric improves, so
+    # it went stale on a plateau; this callback rewrites it after every validation.
+    last_cb = ModelCheckpoint(dirpath=out / "checkpoints", filename="last", monitor=None,
+                              save_top_k=1, enable_version_counter=False)
+    callbacks = [ckpt_cb, last_cb, LearningRateMonitor("step"), *callbacks]
     if cfg.train.early_stop_patience:
         callbacks.append(EarlyStopping("val/sentence_acc", mode="max",
                                        patience=cfg.train.early_stop_patience))
@@ -121,7 +141,7 @@ def train(cfg: Config, resume: str | None = None, devices: int | str = 1, num_no
     rank, world = trainer.global_rank, trainer.world_size
     trainer.fit(lit, make_loader(train_ds, cfg, True, rank, world),
                 make_loader(val_ds, cfg, False), ckpt_path=resume)
-    best = ckpt_cb.best_model_path or ckpt_cb.last_model_path
+    best = ckpt_cb.best_model_path or last_cb.best_model_path
     export = out / "model.pt"
     if trainer.is_global_zero and best:
         state = torch.load(best, map_location="cpu", weights_only=False)["state_dict"]
