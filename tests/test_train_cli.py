@@ -118,9 +118,6 @@ def test_resume_continues_from_last_checkpoint(tmp_path, synth_master):
     assert ckpt["epoch"] >= 1
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "known bug: OneCycleLR's total_steps is restored from the checkpoint, so resuming "
-    "with a larger train.max_steps fails with 'Tried to step N times'"))
 def test_resume_with_more_steps_under_onecycle(trained, tmp_path):
     last = trained["out"] / "checkpoints" / "last.ckpt"
     result = invoke("train", trained["cfg"], "--resume", last, "--set", "train.max_steps=9",

@@ -20,6 +20,20 @@ def warmup_cosine(step: int, total: int, warmup: int, floor: float = 0.01) -> fl
     return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * progress))
 
 
+class ExtendableOneCycleLR(torch.optim.lr_scheduler.OneCycleLR):
+    """OneCycleLR that keeps the schedule it was built with when a checkpoint is loaded.
+
+    Resuming with a larger train.max_steps (training on in a later session) then
+    continues from the saved step along the new, longer schedule, instead of
+    restoring the old total and failing once it is passed.
+    """
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        keep = {k: self.__dict__[k] for k in ("total_steps", "_schedule_phases")}
+        super().load_state_dict(state_dict)
+        self.__dict__.update(keep)
+
+
 def build_scheduler(opt: torch.optim.Optimizer, cfg: TrainConfig, total_steps: int):
     """A torch LR scheduler for ``cfg.scheduler`` (None for "none")."""
     if cfg.scheduler == "none":
@@ -29,7 +43,7 @@ def build_scheduler(opt: torch.optim.Optimizer, cfg: TrainConfig, total_steps: i
         # OneCycleLR divides by the warm-up length in steps: keep it at least 2 steps.
         pct = min(max(cfg.warmup, 2.0 / total), 0.5)
         # The competition baseline's schedule, with beta1 cycled inversely to the LR.
-        return torch.optim.lr_scheduler.OneCycleLR(
+        return ExtendableOneCycleLR(
             opt, max_lr=cfg.lr, total_steps=total, pct_start=pct,
             cycle_momentum=True, base_momentum=0.85, max_momentum=cfg.betas[0])
     if cfg.scheduler == "cosine":
