@@ -36,6 +36,8 @@ class ModelConfig:
     enc_ff: int = 576
     dec_layers: int = 2
     dec_ff: int = 576
+    dec_d_model: int | None = None  # decoder width if unlike the encoder's (memory projected)
+    dec_heads: int | None = None  # decoder heads; None = n_heads
     dropout: float = 0.1
     cnn_width: int = 32
     downsample: int = 8
@@ -82,6 +84,7 @@ class TrainConfig:
     max_epochs: int = 10
     max_steps: int = -1
     max_time_min: float = 0.0  # 0 = no limit; stops cleanly and checkpoints
+    optimizer: str = "adamw"  # adamw | adam (the competition baseline's)
     lr: float = 5e-4
     weight_decay: float = 0.01
     betas: tuple[float, float] = (0.9, 0.98)

@@ -128,8 +128,8 @@ class UntiedPositionBias(nn.Module):
     def __init__(self, d_model: int, n_heads: int):
         super().__init__()
         self.h, self.dk = n_heads, d_model // n_heads
-        self.q = nn.Linear(d_model, d_model)
-        self.k = nn.Linear(d_model, d_model)
+        self.q = nn.Linear(d_model, self.h * self.dk)
+        self.k = nn.Linear(d_model, self.h * self.dk)
 
     def forward(self, pos: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
         """pos (B, N, d) -> additive logits (B, heads, N, N), -inf on padded keys."""

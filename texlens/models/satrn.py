@@ -28,8 +28,11 @@ class SATRN(nn.Module):
         if cfg.encoder not in ("satrn", "vit"):
             raise ValueError(f"model.encoder must be satrn or vit, not {cfg.encoder!r}")
         self.cfg = cfg
-        self.decoder = TransformerDecoder(vocab_size, cfg.d_model, cfg.n_heads, cfg.dec_ff,
-                                          cfg.dec_layers, cfg.dropout, cfg.max_len)
+        dec_d = cfg.dec_d_model or cfg.d_model
+        self.decoder = TransformerDecoder(vocab_size, dec_d, cfg.dec_heads or cfg.n_heads,
+                                          cfg.dec_ff, cfg.dec_layers, cfg.dropout, cfg.max_len)
+        # The decoder attends to the memory in its own width.
+        self.bridge = nn.Linear(cfg.d_model, dec_d) if dec_d != cfg.d_model else None
         if cfg.encoder == "vit":
             # Positions are cropped, not stretched, so a formula's encoding does not depend on
             # the widest image in its batch; vit_grid should cover the largest input.
@@ -51,8 +54,13 @@ class SATRN(nn.Module):
 
         Returns memory (B, h*w, d) and its key mask (B, 1, 1, h*w) or None.
         """
-        if self.vit is not None:
-            return self.vit(images, mask)
+        memory, mem_mask = (self.vit(images, mask) if self.vit is not None
+                            else self.encode_map(images, mask))
+        return (self.bridge(memory) if self.bridge is not None else memory), mem_mask
+
+    def encode_map(self, images: torch.Tensor, mask: torch.Tensor | None
+                   ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """CNN feature map + 2-D positions -> transformer encoder (the SATRN encoder)."""
         feat = self.cnn(images)
         pos = self.pe_drop(self.pe(feat))
         if self.untied is None:

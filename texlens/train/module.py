@@ -124,9 +124,12 @@ class Recognizer(L.LightningModule):
         for name, p in self.model.named_parameters():
             # Norm scales, biases and embeddings are not weights to shrink.
             (no_decay if p.ndim < 2 or "embed" in name else decay).append(p)
-        opt = torch.optim.AdamW([{"params": decay, "weight_decay": t.weight_decay},
-                                 {"params": no_decay, "weight_decay": 0.0}],
-                                lr=t.lr, betas=t.betas)
+        if t.optimizer not in ("adamw", "adam"):
+            raise ValueError(f"train.optimizer must be adamw or adam, not {t.optimizer!r}")
+        # Adam adds weight decay to the gradient (L2); AdamW decays the weights directly.
+        opt_cls = torch.optim.AdamW if t.optimizer == "adamw" else torch.optim.Adam
+        opt = opt_cls([{"params": decay, "weight_decay": t.weight_decay},
+                       {"params": no_decay, "weight_decay": 0.0}], lr=t.lr, betas=t.betas)
         total = int(self.trainer.estimated_stepping_batches)
         sched = build_scheduler(opt, t, total)
         if sched is None:
