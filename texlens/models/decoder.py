@@ -62,6 +62,10 @@ class TransformerDecoder(nn.Module):
                  dropout: float, max_len: int = 256):
         super().__init__()
         self.embed = nn.Embedding(vocab_size, d_model)
+        # Embeddings are scaled by sqrt(d) below; initialised at std d^-0.5 they then have
+        # unit scale like the sinusoids. nn.Embedding's default std 1 would make them
+        # sqrt(d) times larger and drown out the positions the decoder needs to align.
+        nn.init.normal_(self.embed.weight, std=d_model ** -0.5)
         self.register_buffer("pos", sinusoid(max_len, d_model), persistent=False)
         self.layers = nn.ModuleList(
             DecoderLayer(d_model, n_heads, d_ff, dropout) for _ in range(n_layers))
