@@ -68,8 +68,8 @@ def test_bad_model_configs_raise():
         build_model(tiny_model_config(pe="nope"), V)
     with pytest.raises(ValueError, match="ffn"):
         build_model(tiny_model_config(ffn="mlp"), V)
-    with pytest.raises(ValueError, match="divisible"):
-        build_model(tiny_model_config(n_heads=5), V)
+    with pytest.raises(ValueError, match="exceeds"):
+        build_model(tiny_model_config(n_heads=64), V)
     with pytest.raises(ValueError, match="downsample"):
         build_model(tiny_model_config(downsample=16), V)
 

@@ -41,6 +41,16 @@ def test_script_arguments_are_braced():
     assert tokenize("x^23") == ["x", "^", "{", "2", "}", "3"]
 
 
+def test_frac_or_sqrt_as_a_script_argument():
+    # CROHME truth writes t^\frac{2}{3}: the whole fraction is the exponent.
+    assert tokenize("t^\\frac{2}{3}") == ["t", "^", "{", "\\frac", "{", "2", "}", "{", "3",
+                                           "}", "}"]
+    assert tokenize("x^\\frac12 y") == tokenize("x^{\\frac{1}{2}} y")
+    assert tokenize("e^\\sqrt[3]x") == tokenize("e^{\\sqrt[3]{x}}")
+    with pytest.raises(TokenizeError):
+        tokenize("x^\\frac{1}")
+
+
 def test_sqrt_with_index():
     assert tokenize("\\sqrt[3]x") == ["\\sqrt", "[", "3", "]", "{", "x", "}"]
     assert tokenize("\\sqrt2") == ["\\sqrt", "{", "2", "}"]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import glob
 import json
 import sys
+import tarfile
 from pathlib import Path
 from typing import Annotated
 
@@ -333,6 +334,81 @@ def data_synth(
     except (ValueError, OSError) as e:
         _fail(str(e))
     print(f"wrote {res['written']} images to {out} ({res['failed']} failed to render)")
+
+
+@data_app.command("crohme")
+def data_crohme(
+    inkml: Annotated[Path, typer.Option(
+        help="Directory tree of .inkml files, or a .tar/.tar.gz of them (read in place).")],
+    out: Annotated[Path, typer.Option(help="Output directory: OUT/train and OUT/val.")],
+    captions: Annotated[Path | None, typer.Option(
+        help="Take the captions from this key<TAB>tokens file instead of the truth LaTeX.")]
+        = None,
+    val_fraction: Annotated[float, typer.Option(
+        min=0.0, max=0.99, help="Share of the keys held out for validation.")] = 0.1,
+    seed: Annotated[int, typer.Option(help="Seed of the train/val split.")] = 0,
+    workers: Annotated[int, typer.Option(min=1, help="Rendering processes.")] = 2,
+    mode: Annotated[str, typer.Option(
+        help="crohme: binary white on black like the standard offline images; "
+             "default: anti-aliased dark ink on white.")] = "crohme",
+    compare: Annotated[Path | None, typer.Option(
+        help="Without --captions: measure the truth tokenisation against this caption "
+             "file (exact match rate; disagreements go to OUT/compare.tsv).")] = None,
+    max_side: Annotated[int, typer.Option(
+        min=64, help="Largest image side; files that need more are skipped.")] = 2000,
+) -> None:
+    """Render CROHME InkML pen strokes into train/val image datasets."""
+    from texlens.data.crohme import build_crohme, write_disagreements
+    from texlens.data.inkml import InkmlError
+    from texlens.data.strokes import MODES
+    if mode not in MODES:
+        _fail(f"--mode must be one of {', '.join(MODES)}")
+    if compare and captions:
+        _fail("--compare measures the truth tokenisation: use it without --captions")
+    try:
+        with _progress() as prog:
+            task = prog.add_task("rendering", total=None)
+            rep = build_crohme(inkml, out, captions, val_fraction, seed, workers, mode,
+                               compare, max_side, progress=lambda k: prog.advance(task, k))
+    except (ValueError, OSError, EOFError, tarfile.TarError, InkmlError) as e:
+        _fail(str(e))
+    shown = 50
+    for _, msg in rep.skipped[:shown]:
+        err.print(f"[yellow]skipped:[/yellow] {escape(msg)}", highlight=False, soft_wrap=True)
+    if len(rep.skipped) > shown:
+        err.print(f"... and {len(rep.skipped) - shown} more, listed in {out / 'skipped.txt'}")
+    (out / "skipped.txt").write_text("".join(f"{m}\n" for _, m in rep.skipped),
+                                     encoding="utf-8")
+    reasons = ", ".join(f"{n} {r}" for r, n in rep.skip_counts.most_common()) or "none"
+    print(f"wrote {rep.written['train']} train and {rep.written['val']} val images to {out} "
+          f"({len(rep.skipped)} skipped: {reasons}) in {rep.seconds:.1f} s")
+    if compare:
+        rate = rep.agreed / rep.compared if rep.compared else 0.0
+        write_disagreements(out / "compare.tsv", rep.disagreements)
+        print(f"truth tokens agree with {compare} on {rep.agreed} of {rep.compared} keys "
+              f"({100 * rate:.2f}%); disagreements in {out / 'compare.tsv'}")
+
+
+@data_app.command("extract-crohme-test")
+def data_extract_crohme_test(
+    images: Annotated[Path, typer.Option(
+        help="The CROHME offline test images tarball (off_image_test/<key>_0.bmp).")],
+    captions: Annotated[Path, typer.Option(help="Their key<TAB>tokens caption file.")],
+    out: Annotated[Path, typer.Option(
+        help="Directory to write (your own copy, outside this repository).")],
+) -> None:
+    """Unpack the CROHME test bitmaps and captions for `texlens evaluate --data OUT`."""
+    from texlens.data.crohme_images import extract_crohme_images
+    try:
+        rep = extract_crohme_images(images, captions, out)
+    except (ValueError, OSError, EOFError, tarfile.TarError) as e:
+        _fail(str(e))
+    for what, keys in (("captions without an image", rep.no_image),
+                       ("images without a caption", rep.no_caption)):
+        if keys:
+            err.print(f"[yellow]{len(keys)} {what}:[/yellow] {escape(' '.join(keys[:20]))}",
+                      highlight=False, soft_wrap=True)
+    print(f"wrote {rep.images} images and {rep.captions} captions to {out}")
 
 
 def main() -> None:

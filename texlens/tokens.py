@@ -81,6 +81,24 @@ def _group_end(toks: list[str], start: int) -> int:
     raise TokenizeError("unbalanced '{' in formula")
 
 
+def _arg_end(toks: list[str], start: int) -> int:
+    """One past the argument at ``start``; \\frac and \\sqrt take their own arguments
+    along, since ``x^\\frac{1}{2}`` is valid LaTeX (CROHME truth has it)."""
+    t = toks[start]
+    if t not in ("\\frac", "\\sqrt"):
+        return _group_end(toks, start)
+    i = start + 1
+    if t == "\\sqrt" and i < len(toks) and toks[i] == "[":
+        if "]" not in toks[i:]:
+            raise TokenizeError("unclosed '[' after \\sqrt")
+        i = toks.index("]", i) + 1
+    for _ in range(ARITY[t]):
+        if i >= len(toks):
+            raise TokenizeError(f"{t} is missing an argument")
+        i = _arg_end(toks, i)
+    return i
+
+
 def _brace_args(toks: list[str]) -> list[str]:
     """Make every argument of \\frac, \\sqrt, ^ and _ a braced group (``\\frac12`` style)."""
     out: list[str] = []
@@ -100,7 +118,7 @@ def _brace_args(toks: list[str]) -> list[str]:
         for _ in range(ARITY[t]):
             if i >= len(toks):
                 raise TokenizeError(f"{t} is missing an argument")
-            end = _group_end(toks, i)
+            end = _arg_end(toks, i)
             arg = toks[i:end]
             inner = _brace_args(arg[1:-1] if arg[0] == "{" else arg)
             out.extend(["{", *inner, "}"])

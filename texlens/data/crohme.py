@@ -1,0 +1,229 @@
+"""Render CROHME InkML into train/val image datasets (``texlens data crohme``).
+
+Input: a directory tree of ``*.inkml`` files, or a tar(.gz) of them read in place
+(nothing is extracted). Output, in the standard layout::
+
+    OUT/train/caption.txt   key<TAB>tokens      OUT/train/images/key.png
+    OUT/val/caption.txt                         OUT/val/images/key.png
+
+Keys are the InkML file names without ``.inkml``. The validation keys are the
+``round(n * val_fraction)`` keys that sort first by a seeded hash, so the split
+depends only on the set of file names and the seed (not on file order or the
+number of workers). Captions come from a caption file, or from the files' truth
+LaTeX (:func:`texlens.data.crohme_truth.truth_tokens`). Files that cannot be used
+(malformed, no truth, untokenisable truth, no caption, scale or size bound hit)
+are reported with the reason and skipped.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import tarfile
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator
+from contextlib import nullcontext
+from dataclasses import dataclass, field
+from multiprocessing import get_context
+from pathlib import Path
+
+import cv2
+
+from texlens.data.crohme_truth import truth_tokens
+from texlens.data.inkml import InkmlError, read_inkml
+from texlens.data.strokes import MODES, RenderBoundError, render_strokes
+from texlens.data.synth.dataset import read_caption_file
+from texlens.tokens import TokenizeError
+
+SPLITS = ("train", "val")
+_TAR_SUFFIXES = (".tar", ".tar.gz", ".tgz", ".tar.bz2", ".tar.xz")
+
+
+def _is_tar(path: Path) -> bool:
+    return path.is_file() and path.name.lower().endswith(_TAR_SUFFIXES)
+
+
+def inkml_names(source: str | Path) -> list[str]:
+    """Names of the .inkml files in a directory tree (relative, sorted) or a tarball."""
+    source = Path(source)
+    if _is_tar(source):
+        with tarfile.open(source, "r:*") as tar:
+            return sorted(m.name for m in tar if m.isfile() and m.name.endswith(".inkml"))
+    if source.is_dir():
+        return sorted(str(p.relative_to(source)) for p in source.rglob("*.inkml")
+                      if p.is_file())
+    raise FileNotFoundError(f"{source}: not a directory or a .tar/.tar.gz/.tgz file")
+
+
+def iter_inkml(source: str | Path) -> Iterator[tuple[str, bytes]]:
+    """(name, bytes) of every .inkml file, in name order for a directory, archive order
+    for a tarball (read sequentially, so a .tar.gz is decompressed once)."""
+    source = Path(source)
+    if _is_tar(source):
+        with tarfile.open(source, "r|*") as tar:
+            for m in tar:
+                if m.isfile() and m.name.endswith(".inkml"):
+                    f = tar.extractfile(m)
+                    yield m.name, f.read() if f else b""
+        return
+    for name in inkml_names(source):
+        yield name, (source / name).read_bytes()
+
+
+def key_of(name: str) -> str:
+    return Path(name).name[: -len(".inkml")]
+
+
+def assign_splits(keys: list[str], val_fraction: float, seed: int) -> dict[str, str]:
+    """key -> "train" or "val"; exactly round(n * val_fraction) keys go to val."""
+    if not 0.0 <= val_fraction < 1.0:
+        raise ValueError(f"val_fraction must be in [0, 1), not {val_fraction}")
+
+    def rank(k: str) -> str:
+        return hashlib.sha1(f"{seed}\0{k}".encode()).hexdigest()
+
+    order = sorted(keys, key=rank)
+    n_val = round(len(order) * val_fraction)
+    return {k: "val" if i < n_val else "train" for i, k in enumerate(order)}
+
+
+@dataclass
+class _Job:
+    name: str
+    data: bytes
+    dest: str | None  # image path to write; None: parse only (no caption, say)
+    mode: str
+    max_side: int
+    want_truth: bool
+
+
+@dataclass
+class _Result:
+    name: str
+    truth: list[str] | None = None
+    truth_error: str | None = None  # why there are no truth tokens (when wanted)
+    error: tuple[str, str] | None = None  # (reason category, message): not written
+
+
+def _work(job: _Job) -> _Result:
+    res = _Result(job.name)
+    try:
+        ink = read_inkml(job.data, job.name)
+    except InkmlError as e:
+        res.error = ("malformed", str(e))
+        return res
+    if job.want_truth:
+        if ink.truth_latex is None:
+            res.truth_error = "no truth annotation"
+        else:
+            try:
+                res.truth = truth_tokens(ink.truth_latex)
+            except TokenizeError as e:
+                res.truth_error = f"cannot tokenise truth {ink.truth_latex!r}: {e}"
+    if job.dest is None or (job.want_truth and res.truth is None):
+        return res  # nothing to write: no caption for this key
+    try:
+        img = render_strokes(ink.traces, mode=job.mode, max_side=job.max_side, strict=True)
+    except RenderBoundError as e:
+        res.error = ("render bound", f"{job.name}: {e}")
+        return res
+    if not cv2.imwrite(job.dest, img):
+        res.error = ("write", f"{job.dest}: cannot write the image")
+    return res
+
+
+@dataclass
+class CrohmeReport:
+    written: dict[str, int] = field(default_factory=lambda: dict.fromkeys(SPLITS, 0))
+    skipped: list[tuple[str, str]] = field(default_factory=list)  # (reason, message)
+    compared: int = 0  # keys in both the truth and the --compare file
+    agreed: int = 0
+    disagreements: list[tuple[str, str, str]] = field(default_factory=list)  # key, ours, theirs
+    seconds: float = 0.0
+
+    @property
+    def skip_counts(self) -> Counter:
+        return Counter(reason for reason, _ in self.skipped)
+
+
+def _caption_map(path: str | Path | None) -> dict[str, list[str]] | None:
+    return None if path is None else dict(read_caption_file(path))
+
+
+def build_crohme(inkml: str | Path, out: str | Path, captions: str | Path | None = None,
+                 val_fraction: float = 0.1, seed: int = 0, workers: int = 2,
+                 mode: str = "crohme", compare: str | Path | None = None,
+                 max_side: int = 2000,
+                 progress: Callable[[int], None] | None = None) -> CrohmeReport:
+    """Render every InkML file under ``inkml`` into ``out/train`` and ``out/val``.
+
+    ``captions``: key<TAB>tokens file to take the captions from (else the truth
+    LaTeX is tokenised). ``compare``: with no ``captions``, a caption file to
+    measure the truth tokenisation against (exact token-sequence match).
+    """
+    t0 = time.perf_counter()
+    if mode not in MODES:
+        raise ValueError(f"mode must be one of {', '.join(MODES)}, not {mode!r}")
+    out = Path(out)
+    given = _caption_map(captions)
+    reference = _caption_map(compare) if given is None else None
+    names = inkml_names(inkml)
+    report = CrohmeReport()
+    first: dict[str, str] = {}
+    for name in names:
+        if key_of(name) in first:
+            report.skipped.append(("duplicate key", f"{name}: key {key_of(name)!r} already "
+                                   f"used by {first[key_of(name)]}"))
+        else:
+            first[key_of(name)] = name
+    split = assign_splits(list(first), val_fraction, seed)
+    for s in SPLITS:
+        (out / s / "images").mkdir(parents=True, exist_ok=True)
+
+    def jobs() -> Iterator[_Job]:
+        for name, data in iter_inkml(inkml):
+            key = key_of(name)
+            if first.get(key) != name:
+                continue
+            has_caption = given is None or key in given
+            dest = str(out / split[key] / "images" / f"{key}.png") if has_caption else None
+            yield _Job(name, data, dest, mode, max_side, want_truth=given is None)
+
+    lines: dict[str, list[str]] = {s: [] for s in SPLITS}
+    with get_context("fork").Pool(workers) if workers > 1 else nullcontext() as pool:
+        results = pool.imap(_work, jobs(), chunksize=16) if pool else map(_work, jobs())
+        for res in results:
+            key = key_of(res.name)
+            if reference is not None and key in reference:
+                report.compared += 1
+                if res.truth == reference[key]:
+                    report.agreed += 1
+                else:
+                    why = res.truth_error or (res.error[1] if res.error else "")
+                    ours = " ".join(res.truth) if res.truth is not None else f"<{why}>"
+                    report.disagreements.append((key, ours, " ".join(reference[key])))
+            tokens = res.truth if given is None else given.get(key)
+            if res.error is not None:
+                report.skipped.append(res.error)
+            elif given is not None and tokens is None:
+                report.skipped.append(("no caption", f"{res.name}: key {key!r} not in "
+                                                     f"{captions}"))
+            elif tokens is None:
+                reason = "no truth" if res.truth_error == "no truth annotation" else "tokenise"
+                report.skipped.append((reason, f"{res.name}: {res.truth_error}"))
+            else:
+                lines[split[key]].append(f"{key}\t{' '.join(tokens)}\n")
+                report.written[split[key]] += 1
+            if progress:
+                progress(1)
+    for s in SPLITS:
+        (out / s / "caption.txt").write_text("".join(sorted(lines[s])), encoding="utf-8")
+    report.seconds = time.perf_counter() - t0
+    return report
+
+
+def write_disagreements(path: str | Path, rows: list[tuple[str, str, str]]) -> None:
+    """key<TAB>truth tokens<TAB>reference tokens, one disagreement a line."""
+    with open(path, "w", encoding="utf-8") as f:
+        f.write("key\ttruth_tokens\treference_tokens\n")
+        f.writelines(f"{k}\t{a}\t{b}\n" for k, a, b in rows)
