@@ -129,3 +129,20 @@ def test_beam_predict_json_has_nbest(tmp_path, dataset_dir):
     assert len(row["nbest"]) == 3 and 0 < row["confidence"] <= 1
     scores = [h["score"] for h in row["nbest"]]
     assert scores == sorted(scores, reverse=True) and row["nbest"][0]["latex"] == row["latex"]
+
+
+def test_export_half_keeps_predictions(tmp_path, dataset_dir):
+    cfg = Config(model=tiny_model_config())
+    cfg.data.height = 32
+    vocab = Vocab(list("abc"))
+    torch.manual_seed(0)
+    save_model(tmp_path / "m.pt", build_model(cfg.model, len(vocab)), cfg, vocab)
+    res = CliRunner().invoke(app, ["export", str(tmp_path / "m.pt"), "--out",
+                                   str(tmp_path / "h.pt"), "--half"])
+    assert res.exit_code == 0, res.output
+    raw = torch.load(tmp_path / "h.pt", weights_only=False)
+    assert raw["state_dict"]["decoder.head.weight"].dtype == torch.float16
+    imgs = sorted((dataset_dir / "images").glob("*.png"))[:3]
+    full = Recognizer.load(tmp_path / "m.pt").predict(imgs)
+    half = Recognizer.load(tmp_path / "h.pt").predict(imgs)
+    assert [p.tokens for p in full] == [p.tokens for p in half]

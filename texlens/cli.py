@@ -303,6 +303,22 @@ def average(
 
 
 @app.command()
+def export(
+    checkpoint: Annotated[Path, typer.Argument(help="A training or inference checkpoint.")],
+    out: Annotated[Path, typer.Option(help="Inference checkpoint to write.")],
+    half: Annotated[bool, typer.Option(help="Store float16 weights (half the size).")] = False,
+) -> None:
+    """Write a small inference checkpoint (weights, config, vocabulary; no optimizer)."""
+    from texlens.checkpoint import load_model, save_model
+    try:
+        model, cfg, vocab = load_model(checkpoint)
+        save_model(out, model, cfg, vocab, extra={"exported_from": checkpoint.name}, half=half)
+    except _known_errors() as e:
+        _fail(str(e))
+    print(f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB)")
+
+
+@app.command()
 def models() -> None:
     """List the shipped models."""
     from texlens.recognizer import WEIGHTS_DIR, shipped_models
