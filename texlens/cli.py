@@ -405,6 +405,109 @@ def data_crohme(
               f"({100 * rate:.2f}%); disagreements in {out / 'compare.tsv'}")
 
 
+@data_app.command("symbols")
+def data_symbols(
+    inkml: Annotated[Path, typer.Option(
+        help="Training InkML only: a directory tree of .inkml files or a .tar/.tar.gz.")],
+    out: Annotated[Path, typer.Option(
+        help="Library file to write (.npz; research data: keep it out of git).")] =
+        Path("data/hand/symbols.npz"),
+    limit: Annotated[int, typer.Option(
+        min=0, help="Read only the first N files (0: all).")] = 0,
+) -> None:
+    """Build a handwritten symbol library from segmented InkML (for `data synth-hand`)."""
+    import itertools
+
+    from texlens.data.crohme import iter_inkml
+    from texlens.data.handwriting.glyphs import DRAWN, sources
+    from texlens.data.handwriting.labels import INK_FREE
+    from texlens.data.handwriting.symbols import build_library
+    from texlens.data.synth.generator import SYMBOLS
+    if "test" in inkml.name.lower():
+        # Symbols from a test set would leak its writers into synthetic training data.
+        err.print(f"[yellow]warning:[/yellow] {escape(str(inkml))} looks like a test set; "
+                  "build the library from training files only", highlight=False, soft_wrap=True)
+    try:
+        files = iter_inkml(inkml)
+        with _progress() as prog:
+            task = prog.add_task("reading", total=None)
+            lib, rep = build_library(itertools.islice(files, limit or None),
+                                     progress=lambda k: prog.advance(task, k))
+        lib.save(out)
+    except (ValueError, OSError, EOFError, tarfile.TarError) as e:
+        _fail(str(e))
+    for msg in rep.skipped[:20]:
+        err.print(f"[yellow]skipped:[/yellow] {escape(msg)}", highlight=False, soft_wrap=True)
+    if rep.ignored_labels:
+        labels = ", ".join(f"{k!r} x{n}" for k, n in rep.ignored_labels.most_common(20))
+        err.print(f"[yellow]labels outside the dictionary, ignored:[/yellow] {escape(labels)}",
+                  highlight=False, soft_wrap=True)
+    inked = [t for t in SYMBOLS if t not in INK_FREE]
+    print("samples per token:")
+    cells = [f"{t} {lib.count(t)}" for t in inked]
+    for k in range(0, len(cells), 8):
+        print("  " + "   ".join(cells[k:k + 8]))
+    empty = [t for t in inked if not lib.count(t)]
+    borrowed = {t: next((s for s in sources(t) if lib.count(s)), None) for t in empty}
+    print(f"tokens with no sample: {' '.join(empty) or 'none'}")
+    notes = [f"{t} from {s}" for t, s in borrowed.items() if s] + \
+        [f"{t} drawn by the layout" for t in empty if t in DRAWN and not borrowed[t]]
+    if notes:
+        print(f"  still drawable: {', '.join(notes)}")
+    lost = [t for t in empty if not borrowed[t] and t not in DRAWN]
+    print(f"  cannot be drawn (formulas with them are redrawn or skipped): "
+          f"{' '.join(lost) or 'none'}")
+    print(f"wrote {rep.glyphs} samples of {sum(1 for t in inked if lib.count(t))} of "
+          f"{len(inked)} inked tokens ({len(SYMBOLS) - len(inked)} more are structure: "
+          f"{' '.join(sorted(INK_FREE))}) from {rep.files} files to {out} "
+          f"({rep.outliers} implausible sizes dropped, {len(rep.skipped)} files skipped) "
+          f"in {rep.seconds:.1f} s")
+
+
+@data_app.command("synth-hand")
+def data_synth_hand(
+    out: Annotated[Path, typer.Option(help="Output dataset directory.")],
+    symbols: Annotated[Path, typer.Option(help="Library from `texlens data symbols`.")] =
+        Path("data/hand/symbols.npz"),
+    n: Annotated[int, typer.Option(min=1, help="Number of images.")] = 1000,
+    seed: Annotated[int, typer.Option(help="Same seed, same bytes.")] = 0,
+    captions: Annotated[Path | None, typer.Option(
+        help="Write these formulas (key<TAB>tokens) instead of random ones.")] = None,
+    mode: Annotated[str, typer.Option(
+        help="crohme: binary white on black like the CROHME offline images; "
+             "default: anti-aliased dark ink on white.")] = "crohme",
+    workers: Annotated[int, typer.Option(min=1, help="Rendering processes.")] = 1,
+) -> None:
+    """Write synthetic handwritten formulas: library symbols laid out like typeset maths."""
+    from texlens.data.handwriting.dataset import synth_hand_dataset
+    from texlens.data.handwriting.symbols import SymbolLibrary
+    from texlens.data.strokes import MODES
+    from texlens.data.synth.dataset import read_caption_file
+    if mode not in MODES:
+        _fail(f"--mode must be one of {', '.join(MODES)}")
+    try:
+        lib = SymbolLibrary.load(symbols)
+        caps = read_caption_file(captions) if captions else None
+        with _progress() as prog:
+            task = prog.add_task("writing", total=n)
+            rep = synth_hand_dataset(out, n, seed, lib, caps, mode, workers,
+                                     progress=lambda k: prog.advance(task, k))
+    except (ValueError, OSError) as e:
+        _fail(str(e))
+    for key, missing in rep.skipped[:20]:
+        err.print(f"[yellow]skipped caption:[/yellow] {escape(key)}: no sample for "
+                  f"{escape(' '.join(missing))}", highlight=False, soft_wrap=True)
+    for msg in rep.failed[:20]:
+        err.print(f"[yellow]failed:[/yellow] {escape(msg)}", highlight=False, soft_wrap=True)
+    if rep.skipped:
+        (out / "skipped.txt").write_text(
+            "".join(f"{k}\t{' '.join(m)}\n" for k, m in rep.skipped), encoding="utf-8")
+    extra = f"; {len(rep.skipped)} captions skipped, listed in {out / 'skipped.txt'}" \
+        if rep.skipped else ""
+    print(f"wrote {rep.written} images to {out} ({len(rep.failed)} failed, "
+          f"{rep.redrawn} random formulas redrawn{extra})")
+
+
 @data_app.command("extract-crohme-test")
 def data_extract_crohme_test(
     images: Annotated[Path, typer.Option(

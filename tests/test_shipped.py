@@ -1,0 +1,19 @@
+"""The shipped model loads by name and reads the shipped examples (a regression guard)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from texlens.evaluate import evaluate
+from texlens.recognizer import Recognizer, shipped_models
+
+EXAMPLES = Path(__file__).parents[1] / "examples" / "printed"
+
+
+def test_printed_small_is_shipped_and_reads_examples():
+    assert "printed-small" in shipped_models()
+    result = evaluate(Recognizer.load("printed-small"), EXAMPLES)
+    m = result["metrics"]
+    assert m["n"] == 20 and m["skipped"] == 0
+    # Measured 2026-11-21; a broken preprocessing or decoding path drops this to ~0.
+    assert m["sentence_acc"] >= 0.25 and m["wer"] < 0.25

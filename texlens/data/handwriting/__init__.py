@@ -1,0 +1,1 @@
+"""Synthetic handwriting: real handwritten symbols laid out like typeset formulas."""

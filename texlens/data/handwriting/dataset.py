@@ -1,0 +1,130 @@
+"""Write a synthetic handwritten-formula dataset (``texlens data synth-hand``).
+
+Like ``data synth``: sample ``i`` of seed ``s`` draws its formula and its
+handwriting from generators seeded by ``(s, i)`` only, so the output is the same
+byte for byte whatever the number of worker processes. A random formula that
+the symbol library cannot draw (a token without samples), or that hits the
+renderer's size bound, is replaced by the generator's next one; a given caption
+with a token the library lacks is skipped up front and reported.
+"""
+
+from __future__ import annotations
+
+import io
+import random
+from collections.abc import Callable, Sequence
+from contextlib import nullcontext
+from dataclasses import dataclass, field
+from multiprocessing import get_context
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from texlens.data.handwriting.glyphs import missing_tokens
+from texlens.data.handwriting.layout import LayoutError, compose
+from texlens.data.handwriting.symbols import SymbolLibrary
+from texlens.data.strokes import MODES, RenderBoundError, render_strokes
+from texlens.data.synth.generator import FormulaGenerator
+
+MAX_DRAWS = 200  # random formulas tried for one sample before it counts as failed
+_LIBRARY: SymbolLibrary | None = None  # set in each worker (inherited through fork)
+
+
+@dataclass
+class HandReport:
+    written: int = 0
+    failed: list[str] = field(default_factory=list)  # "sample i: why"
+    skipped: list[tuple[str, list[str]]] = field(default_factory=list)  # caption key, missing
+    redrawn: int = 0  # random formulas replaced because they could not be drawn
+
+
+def _use(library: SymbolLibrary) -> None:
+    global _LIBRARY
+    _LIBRARY = library
+
+
+def draw(tokens: Sequence[str], library: SymbolLibrary, rng: np.random.Generator,
+         mode: str) -> bytes:
+    """One formula as handwriting, PNG bytes. Raises LayoutError or RenderBoundError."""
+    drawing = compose(tokens, library, rng)
+    img = render_strokes(drawing.strokes, mode=mode, strict=True)
+    buf = io.BytesIO()
+    Image.fromarray(img, mode="L").save(buf, format="PNG", optimize=False)
+    return buf.getvalue()
+
+
+def _sample(job: tuple[int, int, list[str] | None, str]
+            ) -> tuple[int, list[str], bytes | str, int]:
+    seed, index, tokens, mode = job
+    library = _LIBRARY
+    assert library is not None, "worker started without a symbol library"
+    rng = np.random.default_rng([seed, index])
+    if tokens is not None:
+        try:
+            return index, tokens, draw(tokens, library, rng, mode), 0
+        except (LayoutError, RenderBoundError) as e:
+            return index, tokens, str(e), 0
+    gen = FormulaGenerator(seed=seed * 1_000_003 + index)
+    why = ""
+    for attempt in range(MAX_DRAWS):
+        toks = gen.generate()
+        if missing_tokens(toks, library):
+            continue
+        try:
+            return index, toks, draw(toks, library, rng, mode), attempt
+        except (LayoutError, RenderBoundError) as e:
+            why = str(e)
+    return index, [], f"no drawable formula in {MAX_DRAWS} draws ({why or 'missing symbols'})", 0
+
+
+def synth_hand_dataset(out: str | Path, n: int, seed: int, library: SymbolLibrary,
+                       captions: Sequence[tuple[str, list[str]]] | None = None,
+                       mode: str = "crohme", workers: int = 1,
+                       progress: Callable[[int], None] | None = None) -> HandReport:
+    """Write ``n`` handwritten formulas to ``out/images/*.png`` and ``out/caption.txt``.
+
+    With ``captions`` the formulas are those (the drawable ones, in a seeded shuffled
+    cycle, so one caption may be written by several writers); else random ones.
+    """
+    if mode not in MODES:
+        raise ValueError(f"mode must be one of {', '.join(MODES)}, not {mode!r}")
+    out = Path(out)
+    (out / "images").mkdir(parents=True, exist_ok=True)
+    report = HandReport()
+    order: list[list[str] | None] = [None] * n
+    if captions is not None:
+        usable = []
+        for key, toks in captions:
+            missing = missing_tokens(toks, library)
+            if missing:
+                report.skipped.append((key, missing))
+            else:
+                usable.append(list(toks))
+        if not usable:
+            raise ValueError("the symbol library can draw none of the given captions")
+        rng = random.Random(seed)
+        idx: list[int] = []
+        while len(idx) < n:
+            perm = list(range(len(usable)))
+            rng.shuffle(perm)
+            idx.extend(perm)
+        order = [usable[i] for i in idx[:n]]
+    jobs = [(seed, i, order[i], mode) for i in range(n)]
+    lines = []
+    _use(library)  # before the fork: the workers inherit it instead of unpickling 30 MB
+    with get_context("fork").Pool(workers) if workers > 1 else nullcontext() as pool:
+        results = pool.imap(_sample, jobs, chunksize=16) if pool else map(_sample, jobs)
+        for index, tokens, result, redrawn in results:
+            report.redrawn += redrawn
+            if isinstance(result, str):
+                report.failed.append(f"sample {index}: {result}")
+            else:
+                key = f"h{seed}_{index:07d}"
+                (out / "images" / f"{key}.png").write_bytes(result)
+                lines.append(f"{key}\t{' '.join(tokens)}\n")
+                report.written += 1
+            if progress:
+                progress(1)
+    (out / "caption.txt").write_text("".join(lines), encoding="utf-8")
+    return report
