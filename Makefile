@@ -16,7 +16,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 demo: setup
-	$(BIN)/texlens predict examples/printed
+	$(BIN)/texlens predict examples/printed/images
 	$(BIN)/texlens evaluate --data examples/printed --json outputs/demo-eval.json
 
 test: setup
