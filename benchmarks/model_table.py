@@ -37,41 +37,50 @@ def decode_fixed(model: torch.nn.Module, images: torch.Tensor, steps: int = STEP
         tok = model.step(tok, cache).argmax(-1, keepdim=True)
 
 
-def median_seconds(fn, repeats: int) -> float:
-    fn()  # warm-up
-    times = []
+def interleaved_medians(fns: list, repeats: int) -> list[float]:
+    """Median seconds of each function, timed in rounds (one call of each per round):
+    on a shared or throttled machine slow phases then hit every config alike instead
+    of whichever config happened to be measured during them."""
+    for fn in fns:
+        fn()  # warm-up
+    times: list[list[float]] = [[] for _ in fns]
     for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
+        for fn, ts in zip(fns, times, strict=True):
+            t0 = time.perf_counter()
+            fn()
+            ts.append(time.perf_counter() - t0)
+    return [statistics.median(ts) for ts in times]
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--out", default=str(ROOT / "docs" / "MODELS.md"))
     ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--repeats", type=int, default=20)
     ap.add_argument("--vocab", type=int, default=115, help="vocabulary size (CROHME: 115)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     configs = sorted(p for p in (ROOT / "configs").rglob("*.yaml") if "search" not in p.name)
-    rows = []
+    rows, models = [], []
     for path in configs:
         cfg = load_config(path)
-        model = build_model(cfg.model, args.vocab).eval()
+        # No autograd: FlopCounterMode would otherwise hook parameters returned as outputs.
+        model = build_model(cfg.model, args.vocab).eval().requires_grad_(False)
         h, w = cfg.data.height, cfg.data.width
         one = torch.rand(1, 1, h, w)
         with FlopCounterMode(display=False) as counter:
             decode_fixed(model, one)
-        flops = counter.get_total_flops()
-        b1 = median_seconds(lambda m=model, x=one: decode_fixed(m, x), args.repeats)
-        many = torch.rand(32, 1, h, w)
-        b32 = median_seconds(lambda m=model, x=many: decode_fixed(m, x), max(2, args.repeats // 2))
         params = sum(p.numel() for p in model.parameters())
-        rows.append((path.relative_to(ROOT), params, flops, h, w, b1 * 1000, 32 / b32))
-        print(f"{path.relative_to(ROOT)}: {params / 1e6:.2f} M, {flops / 1e9:.2f} GFLOPs, "
-              f"{b1 * 1000:.1f} ms, {32 / b32:.1f} img/s", flush=True)
+        rows.append((path.relative_to(ROOT), params, counter.get_total_flops(), h, w))
+        models.append((model, one, torch.rand(32, 1, h, w)))
+    b1 = interleaved_medians([lambda m=m, x=x: decode_fixed(m, x) for m, x, _ in models],
+                             args.repeats)
+    b32 = interleaved_medians([lambda m=m, x=x: decode_fixed(m, x) for m, _, x in models],
+                              max(3, args.repeats // 4))
+    rows = [(*r, t1 * 1000, 32 / t32) for r, t1, t32 in zip(rows, b1, b32, strict=True)]
+    for path, params, flops, _, _, ms, ips in rows:
+        print(f"{path}: {params / 1e6:.2f} M, {flops / 1e9:.2f} GFLOPs, {ms:.1f} ms, "
+              f"{ips:.1f} img/s", flush=True)
     lines = [
         "# Models",
         "",
@@ -80,7 +89,8 @@ def main() -> None:
         f"torch {torch.__version__}.",
         "FLOPs: one encode plus 30 cached decoder steps of one image at the config's input "
         "size. Latency: greedy decoding of exactly 30 tokens, median of "
-        f"{args.repeats} runs, untrained weights.",
+        f"{args.repeats} rounds (batch 32: {max(3, args.repeats // 4)}) that time every "
+        "config once each, untrained weights; the machine was otherwise idle.",
         "",
         "| config | parameters | GFLOPs / image | input HxW | batch 1 ms / image "
         "| batch 32 images / s |",

@@ -103,6 +103,12 @@ class TrainConfig:
     teacher_forcing_end: float | None = None  # None = constant
     tf_schedule: str = "constant"  # constant | linear | cosine | arctan
     tf_mode: str = "parallel"  # parallel (two-pass scheduled sampling) | batch (one coin)
+    # Transfer learning (texlens/train/transfer.py): start from a checkpoint or shipped
+    # model; hold parameters whose names start with a freeze prefix fixed for freeze_steps
+    # optimizer steps (0 = the whole run).
+    init_from: str | None = None
+    freeze: list[str] = field(default_factory=list)
+    freeze_steps: int = 0
     early_stop_patience: int = 0  # validations without improvement before stopping; 0 = off
     ema_decay: float = 0.0  # exponential moving average of weights; 0 = off
     precision: str = "32-true"  # or bf16-mixed

@@ -33,6 +33,13 @@ from texlens.data.datasets import (
 )
 from texlens.tokens import Vocab
 from texlens.train.module import Recognizer
+from texlens.train.transfer import (
+    Freeze,
+    extend_vocab,
+    frozen_parameters,
+    load_pretrained,
+    pretrained,
+)
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
@@ -99,6 +106,12 @@ def train(cfg: Config, resume: str | None = None, devices: int | str = 1, num_no
     out = Path(cfg.train.out_dir)
     out.mkdir(parents=True, exist_ok=True)
     vocab = build_vocab(cfg)
+    init = None
+    if cfg.train.init_from:
+        _, src_vocab, state = pretrained(cfg.train.init_from)
+        if not cfg.data.vocab:  # keep the pre-trained ids; append what the new data adds
+            vocab = extend_vocab(src_vocab, [vocab.itos])
+        init = (state, src_vocab)
     if train_samples is None:
         train_samples = checked(cfg.data.train, vocab, cfg, "train").samples
     if val_samples is None:
@@ -113,6 +126,10 @@ def train(cfg: Config, resume: str | None = None, devices: int | str = 1, num_no
     train_ds = FormulaDataset(train_samples, vocab, cfg.data, train=True)
     val_ds = FormulaDataset(val_samples, vocab, cfg.data)
     lit = Recognizer(cfg, vocab)
+    if init is not None and resume is None:  # on resume the checkpoint's weights win anyway
+        carried = load_pretrained(lit.model, init[0], init[1], vocab, cfg.train.init_from)
+        print(f"init_from {cfg.train.init_from}: weights loaded, {carried}/{len(vocab)} "
+              "token rows carried over")
     ckpt_cb = ModelCheckpoint(dirpath=out / "checkpoints", filename="best",
                               monitor="val/sentence_acc", mode="max",
                               enable_version_counter=False)
@@ -121,6 +138,12 @@ def train(cfg: Config, resume: str | None = None, devices: int | str = 1, num_no
     last_cb = ModelCheckpoint(dirpath=out / "checkpoints", filename="last", monitor=None,
                               save_top_k=1, enable_version_counter=False)
     callbacks = [ckpt_cb, last_cb, LearningRateMonitor("step"), *callbacks]
+    if cfg.train.freeze:
+        params = frozen_parameters(lit.model, cfg.train.freeze)
+        callbacks.append(Freeze(params, cfg.train.freeze_steps))
+        print(f"freeze: {sum(p.numel() for p in params)} parameters of "
+              f"{', '.join(cfg.train.freeze)} held for "
+              f"{cfg.train.freeze_steps or 'all'} steps")
     if cfg.train.early_stop_patience:
         callbacks.append(EarlyStopping("val/sentence_acc", mode="max",
                                        patience=cfg.train.early_stop_patience))
