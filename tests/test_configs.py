@@ -19,7 +19,7 @@ from texlens.tokens import Vocab
 from texlens.train.module import sequence_loss
 
 CONFIGS = sorted(p for p in (Path(__file__).parents[1] / "configs").rglob("*.yaml")
-                 if p.name != "search-space.yaml")
+                 if not p.name.startswith("search-"))
 
 
 @pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.stem)

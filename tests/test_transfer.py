@@ -6,6 +6,7 @@ import dataclasses
 
 import pytest
 import torch
+from conftest import tiny_model_config
 
 from texlens.checkpoint import CheckpointError, load_model, save_model
 from texlens.config import ConfigError
@@ -13,7 +14,6 @@ from texlens.models.satrn import build_model
 from texlens.tokens import Vocab
 from texlens.train.run import train
 from texlens.train.transfer import extend_vocab, frozen_parameters, load_pretrained
-from tests.conftest import tiny_model_config
 
 
 def test_extend_vocab_keeps_ids_and_appends_new_tokens():
