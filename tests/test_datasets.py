@@ -22,7 +22,7 @@ from texlens.data.datasets import (
     scan_dataset,
 )
 from texlens.data.image import ImageError, image_size, load_image
-from texlens.data.transforms import ink_bright, preprocess, target_size
+from texlens.data.transforms import ink_bright, preprocess, target_size, to_tensor_array
 from texlens.evaluate import evaluate
 from texlens.models.satrn import build_model
 from texlens.recognizer import Recognizer
@@ -266,6 +266,27 @@ def test_height_mode_sizes(h, w, expected):
     cfg = DataConfig(height=32, max_width=256, size_mode="height")
     assert target_size(h, w, cfg) == (32, expected)
     assert preprocess(np.zeros((h, w), np.uint8), cfg).shape == (32, expected)
+
+
+@pytest.mark.parametrize(("h", "w", "expected"), [
+    (96, 256, (48, 128)),   # the plain scale factor 0.5 keeps symbol size
+    (40, 100, (24, 56)),    # 20 x 50, rounded up to the stride
+    (200, 100, (64, 32)),   # too tall for height 64: shrunk to fit instead
+    (50, 4000, (8, 256)),   # too wide for max_width: shrunk to fit
+])
+def test_scale_mode_sizes(h, w, expected):
+    cfg = DataConfig(height=64, max_width=256, size_mode="scale", scale=0.5)
+    assert target_size(h, w, cfg) == expected
+    assert preprocess(np.zeros((h, w), np.uint8), cfg).shape == expected
+
+
+def test_scale_mode_batches_pad_both_sides():
+    cfg = DataConfig(height=64, max_width=256, size_mode="scale", scale=0.5)
+    items = [{"image": to_tensor_array(preprocess(np.full((hw), 255, np.uint8), cfg)),
+              "ids": [1, 5, 2], "index": i} for i, hw in enumerate([(96, 256), (40, 100)])]
+    batch = collate(items)
+    assert batch["images"].shape == (2, 1, 48, 128)
+    assert batch["mask"][1].sum() == 24 * 56 and not batch["mask"][1, 24:].any()
 
 
 def test_fixed_mode_and_unknown_mode():

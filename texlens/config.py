@@ -66,8 +66,11 @@ class AugmentConfig:
 class DataConfig:
     train: list[str] = field(default_factory=list)
     val: list[str] = field(default_factory=list)
-    size_mode: str = "height"  # height: fixed height, kept aspect; fixed: resize to HxW
+    # height: fixed height, kept aspect; fixed: resize to height x width; scale: resize by
+    # `scale` (symbols keep their size whatever the layout), height then caps the result.
+    size_mode: str = "height"
     height: int = 64
+    scale: float = 0.5
     width: int = 256  # the fixed width, or the padded batch width cap in height mode
     max_width: int = 1024
     batch_size: int = 32

@@ -70,8 +70,8 @@ class Recognizer:
             if v != vocab:
                 raise CheckpointError(f"{n}: its vocabulary differs from {names[0]}'s; "
                                       "an ensemble needs one vocabulary")
-            if (c.data.size_mode, c.data.height, c.data.width) != (
-                    cfg.data.size_mode, cfg.data.height, cfg.data.width):
+            size = ("size_mode", "height", "width", "scale", "max_width")
+            if [getattr(c.data, k) for k in size] != [getattr(cfg.data, k) for k in size]:
                 raise CheckpointError(f"{n}: its input size differs from {names[0]}'s")
         return cls([m for m, _, _ in loaded], cfg, vocab, " + ".join(map(str, names)))
 

@@ -1,9 +1,13 @@
 """Preprocessing shared by training and inference, plus training augmentation.
 
 The model always sees ink as bright pixels on a dark (zero) background, the CROHME
-offline convention, so zero padding is blank paper. Two sizing modes:
-``height`` (fixed height, aspect kept, batches padded to their widest image) and
-``fixed`` (every image resized to height x width).
+offline convention, so zero padding is blank paper. Three sizing modes:
+``height`` (fixed height, aspect kept, batches padded to their widest image),
+``fixed`` (every image resized to height x width) and ``scale`` (every image scaled
+by one factor, so a symbol is as large in a tall fraction as in a flat sum; images
+taller than ``height`` or wider than ``max_width`` are shrunk to fit, and batches
+are padded in both directions). ``scale`` suits data whose renderer already
+normalises symbol size, like rendered CROHME ink.
 """
 
 from __future__ import annotations
@@ -21,15 +25,24 @@ def ink_bright(gray: np.ndarray) -> np.ndarray:
     return 255 - gray if np.median(border) > 127 else gray
 
 
+STRIDE = 8  # sizes are kept multiples of the CNN stride so no row or column is dropped
+
+
+def _round_up(x: float, lo: int, hi: int) -> int:
+    return max(lo, min(hi, int(np.ceil(round(x) / STRIDE)) * STRIDE))
+
+
 def target_size(h: int, w: int, cfg: DataConfig) -> tuple[int, int]:
+    h, w = max(h, 1), max(w, 1)
     if cfg.size_mode == "fixed":
         return cfg.height, cfg.width
-    if cfg.size_mode != "height":
-        raise ValueError(f"data.size_mode must be 'height' or 'fixed', not {cfg.size_mode!r}")
-    new_w = round(w * cfg.height / max(h, 1))
-    stride = 8  # keep widths a multiple of the CNN stride so no column is dropped
-    new_w = max(stride, min(cfg.max_width, int(np.ceil(new_w / stride)) * stride))
-    return cfg.height, new_w
+    if cfg.size_mode == "height":
+        return cfg.height, _round_up(w * cfg.height / h, STRIDE, cfg.max_width)
+    if cfg.size_mode == "scale":
+        f = min(cfg.scale, cfg.height / h, cfg.max_width / w)
+        return _round_up(h * f, STRIDE, cfg.height), _round_up(w * f, STRIDE, cfg.max_width)
+    raise ValueError(f"data.size_mode must be 'height', 'fixed' or 'scale', "
+                     f"not {cfg.size_mode!r}")
 
 
 def preprocess(gray: np.ndarray, cfg: DataConfig) -> np.ndarray:
