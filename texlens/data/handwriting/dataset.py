@@ -11,11 +11,8 @@ with a token the library lacks is skipped up front and reported.
 from __future__ import annotations
 
 import io
-import random
 from collections.abc import Callable, Sequence
-from contextlib import nullcontext
 from dataclasses import dataclass, field
-from multiprocessing import get_context
 from pathlib import Path
 
 import numpy as np
@@ -26,6 +23,7 @@ from texlens.data.handwriting.layout import LayoutError, compose
 from texlens.data.handwriting.symbols import SymbolLibrary
 from texlens.data.strokes import MODES, RenderBoundError, render_strokes
 from texlens.data.synth.generator import FormulaGenerator
+from texlens.data.writer import LayoutWriter, ordered_map, shuffled_cycle
 
 MAX_DRAWS = 200  # random formulas tried for one sample before it counts as failed
 _LIBRARY: SymbolLibrary | None = None  # set in each worker (inherited through fork)
@@ -89,8 +87,6 @@ def synth_hand_dataset(out: str | Path, n: int, seed: int, library: SymbolLibrar
     """
     if mode not in MODES:
         raise ValueError(f"mode must be one of {', '.join(MODES)}, not {mode!r}")
-    out = Path(out)
-    (out / "images").mkdir(parents=True, exist_ok=True)
     report = HandReport()
     order: list[list[str] | None] = [None] * n
     if captions is not None:
@@ -103,28 +99,17 @@ def synth_hand_dataset(out: str | Path, n: int, seed: int, library: SymbolLibrar
                 usable.append(list(toks))
         if not usable:
             raise ValueError("the symbol library can draw none of the given captions")
-        rng = random.Random(seed)
-        idx: list[int] = []
-        while len(idx) < n:
-            perm = list(range(len(usable)))
-            rng.shuffle(perm)
-            idx.extend(perm)
-        order = [usable[i] for i in idx[:n]]
+        order = [usable[i] for i in shuffled_cycle(n, len(usable), seed)]
     jobs = [(seed, i, order[i], mode) for i in range(n)]
-    lines = []
     _use(library)  # before the fork: the workers inherit it instead of unpickling 30 MB
-    with get_context("fork").Pool(workers) if workers > 1 else nullcontext() as pool:
-        results = pool.imap(_sample, jobs, chunksize=16) if pool else map(_sample, jobs)
+    with LayoutWriter(out) as writer, ordered_map(_sample, jobs, workers) as results:
         for index, tokens, result, redrawn in results:
             report.redrawn += redrawn
             if isinstance(result, str):
                 report.failed.append(f"sample {index}: {result}")
             else:
-                key = f"h{seed}_{index:07d}"
-                (out / "images" / f"{key}.png").write_bytes(result)
-                lines.append(f"{key}\t{' '.join(tokens)}\n")
+                writer.add(f"h{seed}_{index:07d}", tokens, result)
                 report.written += 1
             if progress:
                 progress(1)
-    (out / "caption.txt").write_text("".join(lines), encoding="utf-8")
     return report

@@ -1,16 +1,15 @@
 """Write a synthetic printed-formula dataset directory (``texlens data synth``).
 
 Sample ``i`` of seed ``s`` is drawn from its own generators seeded by ``(s, i)``,
-so the output is the same byte for byte whatever the number of worker processes.
+so the output is the same byte for byte whatever the number of worker processes
+(texlens/data/writer.py).
 """
 
 from __future__ import annotations
 
 import io
-import random
 import zlib
 from collections.abc import Callable, Sequence
-from multiprocessing import get_context
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +17,7 @@ from PIL import Image
 
 from texlens.data.synth.generator import FormulaGenerator
 from texlens.data.synth.render import RenderError, render
+from texlens.data.writer import LayoutWriter, ordered_map, shuffled_cycle
 
 # Real captions are split by a hash of their key: 10% held out for reporting, 5% for
 # validation (model selection), the rest for training. Stable across machines and runs.
@@ -69,43 +69,18 @@ def synth_dataset(out: str | Path, n: int, seed: int,
     With ``captions`` the formulas are real ones, drawn in a seeded shuffled
     cycle (a caption rendered twice gets two different styles). Returns counts.
     """
-    out = Path(out)
-    (out / "images").mkdir(parents=True, exist_ok=True)
     order: list[list[str] | None] = [None] * n
     if captions:
-        rng = random.Random(seed)
-        idx: list[int] = []
-        while len(idx) < n:
-            perm = list(range(len(captions)))
-            rng.shuffle(perm)
-            idx.extend(perm)
-        order = [list(captions[i][1]) for i in idx[:n]]
+        order = [list(captions[i][1]) for i in shuffled_cycle(n, len(captions), seed)]
     jobs = [(seed, i, order[i]) for i in range(n)]
-    lines, failed = [], 0
-    ctx = get_context("fork")
-    with ctx.Pool(workers) if workers > 1 else _InlinePool() as pool:
-        for index, tokens, result in pool.imap(_sample, jobs, chunksize=64):
+    failed = 0
+    with LayoutWriter(out) as writer, ordered_map(_sample, jobs, workers, 64) as results:
+        for index, tokens, result in results:
             if isinstance(result, str):
                 failed += 1
                 print(f"skipped sample {index}: {result}")
             else:
-                key = f"s{seed}_{index:07d}"
-                (out / "images" / f"{key}.png").write_bytes(result)
-                lines.append(f"{key}\t{' '.join(tokens)}\n")
+                writer.add(f"s{seed}_{index:07d}", tokens, result)
             if progress:
                 progress(1)
-    (out / "caption.txt").write_text("".join(lines), encoding="utf-8")
-    return {"written": len(lines), "failed": failed}
-
-
-class _InlinePool:
-    """Same interface as multiprocessing.Pool for the single-process case (tests, determinism)."""
-
-    def __enter__(self) -> _InlinePool:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        return None
-
-    def imap(self, fn, jobs, chunksize: int = 1):  # noqa: ARG002 - mirrors Pool.imap
-        return map(fn, jobs)
+    return {"written": len(writer.lines), "failed": failed}
