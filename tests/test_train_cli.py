@@ -297,3 +297,27 @@ def test_atomic_save_failure_keeps_old_file(tmp_path):
         atomic_save({"w": lambda: 0}, target)
     assert torch.load(target, weights_only=False) == {"w": 1}
     assert [p.name for p in tmp_path.iterdir()] == ["ckpt.pt"]
+
+
+def test_validation_every_n_global_steps_and_at_the_end(tmp_path, synth_master):
+    # 12 samples, batch 4: 3 steps an epoch. Validations at steps 2 and 4 (counted over
+    # the run, not within epochs), then the final weights of step 5 are validated and
+    # checkpointed too instead of being lost.
+    cfg = write_config(tmp_path / "c.yaml", synth_master, synth_master, tmp_path / "run",
+                       max_steps=5, val_every_steps=2)
+    result = invoke("train", cfg)
+    assert result.exit_code == 0, result.output
+    assert "final validation at step 5" in result.output
+    metrics = next((tmp_path / "run").glob("logs/version_*/metrics.csv")).read_text()
+    header, *rows = [line.split(",") for line in metrics.splitlines()]
+    col, step = header.index("val/sentence_acc"), header.index("step")
+    # Lightning logs a scheduled validation at step - 1; the final one at the step itself.
+    assert [int(r[step]) for r in rows if r[col]] == [1, 3, 5]
+    last = torch.load(tmp_path / "run" / "checkpoints" / "last.ckpt", weights_only=False)
+    assert last["global_step"] == 5
+    # Resuming from the end-of-run checkpoint continues the run.
+    result = invoke("train", cfg, "--resume", tmp_path / "run" / "checkpoints" / "last.ckpt",
+                    "--set", "train.max_steps=6")
+    assert result.exit_code == 0, result.output
+    assert torch.load(tmp_path / "run" / "checkpoints" / "last.ckpt",
+                      weights_only=False)["global_step"] == 6

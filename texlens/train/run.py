@@ -42,6 +42,17 @@ from texlens.train.transfer import (
 )
 
 
+class LastValidation(Callback):
+    """Remembers the step of the latest validation, to tell whether the run ended after
+    steps that no validation has scored."""
+
+    step = -1
+
+    def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if not trainer.sanity_checking:
+            self.step = trainer.global_step
+
+
 class AtomicCheckpointIO(TorchCheckpointIO):
     """Lightning's checkpoint writer, but through a temp file + rename."""
 
@@ -86,6 +97,24 @@ def make_loader(ds: FormulaDataset, cfg: Config, shuffle: bool, rank: int = 0,
     return DataLoader(ds, batch_sampler=sampler, collate_fn=collate,
                       num_workers=cfg.data.num_workers,
                       persistent_workers=cfg.data.num_workers > 0)
+
+
+def validate_final(trainer: L.Trainer, lit: Recognizer, val_loader: DataLoader,
+                   best_cb: ModelCheckpoint, last_cb: ModelCheckpoint) -> None:
+    """Score the final weights when the run stopped between validations (max_steps or
+    max_time mid-interval) and checkpoint them like a scheduled validation would: as
+    last.ckpt, and as best.ckpt if they beat it. Otherwise the last steps, where the
+    learning rate has annealed, would be thrown away."""
+    trainer.validate(lit, val_loader, verbose=False)
+    score = float(trainer.callback_metrics["val/sentence_acc"])
+    print(f"final validation at step {trainer.global_step}: sentence accuracy {score:.4f}")
+    last = Path(last_cb.dirpath) / "last.ckpt"
+    trainer.save_checkpoint(last)
+    last_cb.best_model_path = str(last)
+    if best_cb.best_model_score is None or score > float(best_cb.best_model_score):
+        best = Path(best_cb.dirpath) / "best.ckpt"
+        trainer.save_checkpoint(best)
+        best_cb.best_model_path, best_cb.best_model_score = str(best), torch.tensor(score)
 
 
 def train(cfg: Config, resume: str | None = None, devices: int | str = 1, num_nodes: int = 1,
@@ -137,7 +166,8 @@ def train(cfg: Config, resume: str | None = None, devices: int | str = 1, num_no
     # it went stale on a plateau; this callback rewrites it after every validation.
     last_cb = ModelCheckpoint(dirpath=out / "checkpoints", filename="last", monitor=None,
                               save_top_k=1, enable_version_counter=False)
-    callbacks = [ckpt_cb, last_cb, LearningRateMonitor("step"), *callbacks]
+    last_val = LastValidation()
+    callbacks = [ckpt_cb, last_cb, last_val, LearningRateMonitor("step"), *callbacks]
     if cfg.train.freeze:
         params = frozen_parameters(lit.model, cfg.train.freeze)
         callbacks.append(Freeze(params, cfg.train.freeze_steps))
@@ -156,14 +186,20 @@ def train(cfg: Config, resume: str | None = None, devices: int | str = 1, num_no
         max_time={"minutes": cfg.train.max_time_min} if cfg.train.max_time_min else None,
         gradient_clip_val=cfg.train.grad_clip or None, precision=cfg.train.precision,
         val_check_interval=cfg.train.val_every_steps or None,
+        # Count val_every_steps over the whole run: counted within each epoch, validations
+        # drift (steps 500 and 1200 of a run with 700-step epochs, not 500, 1000, 1500).
+        check_val_every_n_epoch=None if cfg.train.val_every_steps else 1,
         accumulate_grad_batches=cfg.train.accumulate,
         log_every_n_steps=cfg.train.log_every, callbacks=callbacks,
         logger=[CSVLogger(out, name="logs"), TensorBoardLogger(out, name="tb")],
         plugins=[AtomicCheckpointIO()], use_distributed_sampler=False,
         default_root_dir=out, enable_model_summary=True)
     rank, world = trainer.global_rank, trainer.world_size
-    trainer.fit(lit, make_loader(train_ds, cfg, True, rank, world),
-                make_loader(val_ds, cfg, False), ckpt_path=resume)
+    val_loader = make_loader(val_ds, cfg, False)
+    trainer.fit(lit, make_loader(train_ds, cfg, True, rank, world), val_loader,
+                ckpt_path=resume)
+    if trainer.global_step > max(last_val.step, 0) and not trainer.interrupted:
+        validate_final(trainer, lit, val_loader, ckpt_cb, last_cb)
     best = ckpt_cb.best_model_path or last_cb.best_model_path
     export = out / "model.pt"
     if trainer.is_global_zero and best:
