@@ -41,7 +41,7 @@ def measure(rec: Recognizer, arrays: list, refs: list[list[str]], beam: int,
         lat.append((time.perf_counter() - t0) * 1000)
     scores = compute_all([p.tokens for p in preds], refs)
     return {**scores, "ms_batched": 1000 * batched / len(arrays),
-            "ms_b1": statistics.median(lat)}
+            "ms_b1": statistics.median(lat) if lat else float("nan")}
 
 
 def main() -> None:
@@ -52,7 +52,7 @@ def main() -> None:
     ap.add_argument("--data", required=True)
     ap.add_argument("--beams", nargs="+", type=int, default=[1, 3, 5, 10])
     ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--latency-n", type=int, default=50)
+    ap.add_argument("--latency-n", type=int, default=50, help="0: no batch-1 timing")
     ap.add_argument("--out", default=None, help="also write the markdown table here")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
