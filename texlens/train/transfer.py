@@ -4,7 +4,7 @@
 vocabulary is kept and extended with the new data's tokens, so the rows of the
 embedding and the output layer are carried over token by token; a new token's rows
 keep their fresh initialisation. ``train.freeze`` lists parameter-name prefixes
-(``encoder``, ``encoder.cnn``, ``decoder.embed``...) held fixed for the first
+(``cnn``, ``encoder``, ``decoder.embed``...) held fixed for the first
 ``train.freeze_steps`` optimizer steps (0: the whole run).
 """
 
