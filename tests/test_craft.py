@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+from pathlib import Path
 
 import pytest
 import torch
@@ -115,12 +116,17 @@ def test_plot_lr_and_average_commands(tmp_path):
     assert (tmp_path / "lr.png").read_bytes()[:4] == b"\x89PNG"
 
 
-def test_beam_predict_json_has_nbest(tmp_path, dataset_dir):
+def save_tiny_model(path: Path) -> None:
+    """An untrained tiny model over the vocabulary a b c, 32-pixel-high input."""
     cfg = Config(model=tiny_model_config())
     cfg.data.height = 32
     vocab = Vocab(list("abc"))
     torch.manual_seed(0)
-    save_model(tmp_path / "m.pt", build_model(cfg.model, len(vocab)), cfg, vocab)
+    save_model(path, build_model(cfg.model, len(vocab)), cfg, vocab)
+
+
+def test_beam_predict_json_has_nbest(tmp_path, dataset_dir):
+    save_tiny_model(tmp_path / "m.pt")
     img = sorted((dataset_dir / "images").glob("*.png"))[0]
     res = CliRunner().invoke(app, ["predict", str(img), "--model", str(tmp_path / "m.pt"),
                                    "--model", str(tmp_path / "m.pt"), "--beam", "3", "--json"])
@@ -132,11 +138,7 @@ def test_beam_predict_json_has_nbest(tmp_path, dataset_dir):
 
 
 def test_export_half_keeps_predictions(tmp_path, dataset_dir):
-    cfg = Config(model=tiny_model_config())
-    cfg.data.height = 32
-    vocab = Vocab(list("abc"))
-    torch.manual_seed(0)
-    save_model(tmp_path / "m.pt", build_model(cfg.model, len(vocab)), cfg, vocab)
+    save_tiny_model(tmp_path / "m.pt")
     res = CliRunner().invoke(app, ["export", str(tmp_path / "m.pt"), "--out",
                                    str(tmp_path / "h.pt"), "--half"])
     assert res.exit_code == 0, res.output
