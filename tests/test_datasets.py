@@ -16,7 +16,7 @@ from texlens.config import DataConfig
 from texlens.data.datasets import (
     DatasetError,
     FormulaDataset,
-    WidthBucketSampler,
+    SizeBucketSampler,
     collate,
     read_layout,
     scan_dataset,
@@ -364,7 +364,7 @@ def _sampler_widths(n=42, seed=0):
 
 def test_sampler_covers_every_index_once_per_epoch():
     widths = _sampler_widths()
-    s = WidthBucketSampler(widths, batch_size=4, shuffle=True, seed=1)
+    s = SizeBucketSampler(widths, batch_size=4, shuffle=True, seed=1)
     orders = []
     for epoch in range(3):
         s.set_epoch(epoch)
@@ -383,28 +383,42 @@ def test_sampler_batches_are_width_sorted():
     # Widths 32 apart never swap under the +-8 noise: batches are exact width runs.
     rng = np.random.default_rng(3)
     widths = [int(w) for w in rng.permutation(40) * 32 + 8]
-    s = WidthBucketSampler(widths, batch_size=4, shuffle=True, seed=0)
+    s = SizeBucketSampler(widths, batch_size=4, shuffle=True, seed=0)
     for b in s:
         ws = sorted(widths[i] for i in b)
         assert ws[-1] - ws[0] == 3 * 32
     # Random widths: batches are much tighter than random batching would be.
     widths = _sampler_widths(200)
     spread = np.mean([np.ptp([widths[i] for i in b])
-                      for b in WidthBucketSampler(widths, 8, seed=0)])
+                      for b in SizeBucketSampler(widths, 8, seed=0)])
     assert spread < 0.2 * np.ptp(widths)
-    ordered = list(WidthBucketSampler(widths, 8, shuffle=False))
+    ordered = list(SizeBucketSampler(widths, 8, shuffle=False))
     firsts = [widths[b[0]] for b in ordered]
     assert firsts == sorted(firsts)
+
+
+def test_sampler_groups_heights_under_scale_mode():
+    # Under size_mode: scale heights vary; a batch must not mix a short formula with a
+    # tall one of the same width (it would be padded to the tall one's height).
+    rng = np.random.default_rng(5)
+    heights = [int(h) for h in rng.choice([16, 48, 96], 96)]
+    widths = _sampler_widths(96, seed=5)
+    batches = list(SizeBucketSampler(widths, 8, seed=0, heights=heights))
+    mixed = sum(len({heights[i] for i in b}) > 1 for b in batches)
+    assert mixed <= 2  # only where one height group ends and the next begins
+    assert sorted(i for b in batches for i in b) == list(range(96))
+    with pytest.raises(ValueError, match="heights"):
+        SizeBucketSampler(widths, 8, heights=heights[:-1])
 
 
 def test_sampler_ranks_get_disjoint_batches():
     widths = _sampler_widths(45)
     world = 5  # 12 batches: 10 kept so every rank runs the same number of steps
-    per_rank = [list(WidthBucketSampler(widths, 4, seed=2, rank=r, world_size=world))
+    per_rank = [list(SizeBucketSampler(widths, 4, seed=2, rank=r, world_size=world))
                 for r in range(world)]
     seen: list[int] = []
     for r, batches in enumerate(per_rank):
-        assert len(batches) == len(WidthBucketSampler(widths, 4, rank=r, world_size=world))
+        assert len(batches) == len(SizeBucketSampler(widths, 4, rank=r, world_size=world))
         seen += [i for b in batches for i in b]
     assert len({len(b) for b in per_rank}) == 1  # same number of steps on every rank
     assert len(seen) == len(set(seen))  # no sample on two ranks

@@ -164,10 +164,13 @@ class FormulaDataset(Dataset):
     def __len__(self) -> int:
         return len(self.samples)
 
-    def widths(self) -> list[int]:
-        """Model-input width of every sample, for width-bucketed batching."""
+    def input_sizes(self) -> list[tuple[int, int]]:
+        """Model-input (height, width) of every sample, for size-bucketed batching."""
         return [target_size(s.height or self.cfg.height, s.width or self.cfg.height,
-                            self.cfg)[1] for s in self.samples]
+                            self.cfg) for s in self.samples]
+
+    def widths(self) -> list[int]:
+        return [w for _, w in self.input_sizes()]
 
     def __getitem__(self, i: int) -> dict | None:
         s = self.samples[i]
@@ -206,16 +209,24 @@ def collate(items: Sequence[dict | None], pad_id: int = Vocab.pad_id) -> dict:
             "index": torch.tensor([it["index"] for it in items], dtype=torch.long)}
 
 
-class WidthBucketSampler(Sampler[list[int]]):
-    """Batches of similar width (less padding = less wasted compute), shuffled per epoch.
+class SizeBucketSampler(Sampler[list[int]]):
+    """Batches of similar input size (less padding = less wasted compute), shuffled per
+    epoch.
 
-    Sorting by width with a little noise and cutting into batches keeps batches
-    tight while still varying their composition from epoch to epoch.
+    Sorting by height, then by width with a little noise, and cutting into batches keeps
+    batches tight while still varying their composition from epoch to epoch. Heights
+    matter under ``size_mode: scale``, where they vary: sorting by width alone padded
+    a 24-px formula to the 96 px of its batch neighbour and cost a third of the speed
+    (docs/RESULTS.md, handwriting throughput).
     """
 
     def __init__(self, widths: Sequence[int], batch_size: int, shuffle: bool = True,
-                 seed: int = 0, rank: int = 0, world_size: int = 1):
+                 seed: int = 0, rank: int = 0, world_size: int = 1,
+                 heights: Sequence[int] | None = None):
         self.widths = list(widths)
+        self.heights = list(heights) if heights is not None else [0] * len(self.widths)
+        if len(self.heights) != len(self.widths):
+            raise ValueError(f"{len(self.heights)} heights for {len(self.widths)} widths")
         self.batch_size = batch_size
         self.shuffle = shuffle
         self.seed = seed
@@ -228,7 +239,8 @@ class WidthBucketSampler(Sampler[list[int]]):
     def _batches(self) -> list[list[int]]:
         rng = random.Random(self.seed + self.epoch)
         noise = [rng.uniform(-8, 8) if self.shuffle else 0.0 for _ in self.widths]
-        order = sorted(range(len(self.widths)), key=lambda i: self.widths[i] + noise[i])
+        order = sorted(range(len(self.widths)),
+                       key=lambda i: (self.heights[i], self.widths[i] + noise[i]))
         batches = [order[i:i + self.batch_size] for i in range(0, len(order), self.batch_size)]
         if self.shuffle:
             rng.shuffle(batches)

@@ -26,7 +26,7 @@ from texlens.data.datasets import (
     FormulaDataset,
     Sample,
     ScanReport,
-    WidthBucketSampler,
+    SizeBucketSampler,
     collate,
     read_layout,
     scan_dataset,
@@ -92,8 +92,9 @@ def checked(roots: list[str], vocab: Vocab, cfg: Config, what: str,
 
 def make_loader(ds: FormulaDataset, cfg: Config, shuffle: bool, rank: int = 0,
                 world: int = 1) -> DataLoader:
-    sampler = WidthBucketSampler(ds.widths(), cfg.data.batch_size, shuffle, cfg.train.seed,
-                                 rank, world)
+    sizes = ds.input_sizes()
+    sampler = SizeBucketSampler([w for _, w in sizes], cfg.data.batch_size, shuffle,
+                                cfg.train.seed, rank, world, heights=[h for h, _ in sizes])
     return DataLoader(ds, batch_sampler=sampler, collate_fn=collate,
                       num_workers=cfg.data.num_workers,
                       persistent_workers=cfg.data.num_workers > 0)
