@@ -284,6 +284,30 @@ def plot_lr(
     print(f"wrote {out}")
 
 
+@app.command("plot-curves")
+def plot_curves_cmd(
+    runs: Annotated[list[Path], typer.Argument(help="Run directories (train.out_dir).")],
+    out: Annotated[Path, typer.Option(help="PNG to write.")] = Path("curves.png"),
+    label: Annotated[list[str] | None, typer.Option(
+        help="Legend label per run (repeat); default the directory names.")] = None,
+) -> None:
+    """Draw training loss and validation ExpRate of runs, resumed parts stitched."""
+    from texlens.curves import CurveError, plot_curves, read_metrics
+    try:
+        for run in runs:
+            acc = read_metrics(run).get("val/sentence_acc", [])
+            if acc:
+                step, best = max(acc, key=lambda sv: sv[1])
+                print(f"{run}: {len(acc)} validations, best {100 * best:.1f}% at step {step}, "
+                      f"last {100 * acc[-1][1]:.1f}% at step {acc[-1][0]}")
+            else:
+                print(f"{run}: no validation yet")
+        plot_curves(runs, out, label)
+    except CurveError as e:
+        _fail(str(e))
+    print(f"wrote {out}")
+
+
 @app.command()
 def average(
     checkpoints: Annotated[list[Path], typer.Argument(help="Checkpoints of one model.")],
