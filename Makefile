@@ -45,13 +45,16 @@ train-printed: printed-data
 # Handwriting data (needs ../shared/data/crohme; research licence: it stays under data/,
 # which git ignores). Rendered CROHME train/val ink, the standard 2014 test bitmaps, our
 # rendering of the 2014 test ink, the symbol library and two synthetic handwriting sets.
+# Training ink is rendered 4 times (3 distorted copies); the synthetic handwriting of the
+# training captions takes each real expression once (the copies' lines filtered out).
 CROHME := ../shared/data/crohme
 handwritten-data: setup
-	$(BIN)/texlens data crohme --inkml $(CROHME)/train_inkml.tar.gz --captions $(CROHME)/train_caption.txt --out data/crohme
+	$(BIN)/texlens data crohme --inkml $(CROHME)/train_inkml.tar.gz --captions $(CROHME)/train_caption.txt --copies 3 --out data/crohme
 	$(BIN)/texlens data extract-crohme-test --images $(CROHME)/2014/test_images.tar.gz --captions $(CROHME)/2014/caption.txt --out data/crohme/test2014
 	$(BIN)/texlens data crohme --inkml $(CROHME)/2014/test_inkml.tar.gz --captions $(CROHME)/2014/caption.txt --val-fraction 0 --out data/crohme/test2014-ink
 	$(BIN)/texlens data symbols --inkml $(CROHME)/train_inkml.tar.gz --out data/hand/symbols.npz
-	$(BIN)/texlens data synth-hand --captions data/crohme/train/caption.txt --n 24000 --seed 1 --workers 2 --out data/hand/synth-captions
+	grep -v -P '^\S+_aug\d+\t' data/crohme/train/caption.txt > data/hand/real-captions.txt
+	$(BIN)/texlens data synth-hand --captions data/hand/real-captions.txt --n 24000 --seed 1 --workers 2 --out data/hand/synth-captions
 	$(BIN)/texlens data synth-hand --n 40000 --seed 2 --workers 2 --out data/hand/synth-random
 
 # The handwriting recipe: stage 1 from printed-small on synthetic handwriting, stage 2 on

@@ -165,6 +165,29 @@ def test_tarball_gives_the_same_dataset_with_two_workers(tmp_path):
             assert fa.read_bytes() == fb.read_bytes(), fa.name
 
 
+def test_distorted_copies_of_training_keys_only(tmp_path):
+    src = write_tree(tmp_path / "ink", bad=False)
+    plain = build_crohme(src, tmp_path / "plain", val_fraction=0.3, workers=1)
+    a = build_crohme(src, tmp_path / "a", val_fraction=0.3, workers=1, copies=2)
+    build_crohme(src, tmp_path / "b", val_fraction=0.3, workers=2, copies=2)
+    assert a.written == plain.written and a.copies == 2 * plain.written["train"]
+    train = captions(tmp_path / "a" / "train" / "caption.txt")
+    originals = {k: v for k, v in train.items() if "_aug" not in k}
+    assert originals == captions(tmp_path / "plain" / "train" / "caption.txt")
+    for k, v in originals.items():  # each copy keeps its expression's caption
+        assert train[f"{k}_aug0"] == train[f"{k}_aug1"] == v
+        img = load_image(tmp_path / "a" / "train" / "images" / f"{k}.png")
+        aug = load_image(tmp_path / "a" / "train" / "images" / f"{k}_aug0.png")
+        assert set(np.unique(aug)) == {0, 255}  # the same binary CROHME style
+        assert img.shape != aug.shape or (img != aug).any()  # but distorted
+    assert captions(tmp_path / "a" / "val" / "caption.txt") == \
+        captions(tmp_path / "plain" / "val" / "caption.txt")
+    for f in sorted((tmp_path / "a" / "train" / "images").iterdir()):  # seeded per key
+        assert f.read_bytes() == (tmp_path / "b" / "train" / "images" / f.name).read_bytes()
+    with pytest.raises(ValueError, match="copies"):
+        build_crohme(src, tmp_path / "c", copies=-1)
+
+
 def test_captions_file_is_used_and_missing_keys_reported(tmp_path):
     src = write_tree(tmp_path / "ink", bad=False)
     cap = tmp_path / "caps.txt"

@@ -396,6 +396,9 @@ def data_crohme(
              "file (exact match rate; disagreements go to OUT/compare.tsv).")] = None,
     max_side: Annotated[int, typer.Option(
         min=64, help="Largest image side; files that need more are skipped.")] = 2000,
+    copies: Annotated[int, typer.Option(
+        min=0, help="Extra renderings of each training expression from randomly "
+                    "distorted strokes (key_augN; validation is never copied).")] = 0,
 ) -> None:
     """Render CROHME InkML pen strokes into train/val image datasets."""
     from texlens.data.crohme import build_crohme, write_disagreements
@@ -409,7 +412,8 @@ def data_crohme(
         with _progress() as prog:
             task = prog.add_task("rendering", total=None)
             rep = build_crohme(inkml, out, captions, val_fraction, seed, workers, mode,
-                               compare, max_side, progress=lambda k: prog.advance(task, k))
+                               compare, max_side, copies,
+                               progress=lambda k: prog.advance(task, k))
     except (ValueError, OSError, EOFError, tarfile.TarError, InkmlError) as e:
         _fail(str(e))
     shown = 50
@@ -420,8 +424,9 @@ def data_crohme(
     (out / "skipped.txt").write_text("".join(f"{m}\n" for _, m in rep.skipped),
                                      encoding="utf-8")
     reasons = ", ".join(f"{n} {r}" for r, n in rep.skip_counts.most_common()) or "none"
-    print(f"wrote {rep.written['train']} train and {rep.written['val']} val images to {out} "
-          f"({len(rep.skipped)} skipped: {reasons}) in {rep.seconds:.1f} s")
+    extra = f" + {rep.copies} distorted copies" if copies else ""
+    print(f"wrote {rep.written['train']} train{extra} and {rep.written['val']} val images to "
+          f"{out} ({len(rep.skipped)} skipped: {reasons}) in {rep.seconds:.1f} s")
     if compare:
         rate = rep.agreed / rep.compared if rep.compared else 0.0
         write_disagreements(out / "compare.tsv", rep.disagreements)

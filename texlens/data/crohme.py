@@ -13,6 +13,13 @@ number of workers). Captions come from a caption file, or from the files' truth
 LaTeX (:func:`texlens.data.crohme_truth.truth_tokens`). Files that cannot be used
 (malformed, no truth, untokenisable truth, no caption, scale or size bound hit)
 are reported with the reason and skipped.
+
+``copies`` adds, for every training key, that many renderings of randomly distorted
+strokes (:mod:`texlens.data.stroke_augment`: rotation, slant, stretch, smooth jitter,
+pen width) as ``key_augN``. Real expressions are few (8,835); distorting the pen
+points gives new, still natural handwriting where image augmentation would only
+warp pixels. Validation keys are never copied. Each copy's randomness is seeded by
+(seed, key, N): the same bytes whatever the number of workers.
 """
 
 from __future__ import annotations
@@ -28,9 +35,11 @@ from multiprocessing import get_context
 from pathlib import Path
 
 import cv2
+import numpy as np
 
 from texlens.data.crohme_truth import truth_tokens
 from texlens.data.inkml import InkmlError, read_inkml
+from texlens.data.stroke_augment import augment_strokes, pick_line_width
 from texlens.data.strokes import MODES, RenderBoundError, render_strokes
 from texlens.data.synth.dataset import read_caption_file
 from texlens.tokens import TokenizeError
@@ -95,6 +104,8 @@ class _Job:
     mode: str
     max_side: int
     want_truth: bool
+    copies: int = 0  # distorted extra renderings, written as <dest stem>_augN.png
+    seed: int = 0
 
 
 @dataclass
@@ -103,6 +114,8 @@ class _Result:
     truth: list[str] | None = None
     truth_error: str | None = None  # why there are no truth tokens (when wanted)
     error: tuple[str, str] | None = None  # (reason category, message): not written
+    copies: list[int] = field(default_factory=list)  # N of each key_augN written
+    copy_errors: list[str] = field(default_factory=list)
 
 
 def _work(job: _Job) -> _Result:
@@ -129,13 +142,33 @@ def _work(job: _Job) -> _Result:
         return res
     if not cv2.imwrite(job.dest, img):
         res.error = ("write", f"{job.dest}: cannot write the image")
+        return res
+    stem = job.dest[: -len(".png")]
+    for n in range(job.copies):
+        rng = np.random.default_rng([job.seed, _stable_int(key_of(job.name)), n])
+        try:
+            img = render_strokes(augment_strokes(ink.traces, rng), mode=job.mode,
+                                 line_width=pick_line_width(rng), max_side=job.max_side,
+                                 strict=True)
+        except RenderBoundError as e:
+            res.copy_errors.append(f"{job.name} copy {n}: {e}")
+            continue
+        if cv2.imwrite(f"{stem}_aug{n}.png", img):
+            res.copies.append(n)
+        else:
+            res.copy_errors.append(f"{stem}_aug{n}.png: cannot write the image")
     return res
+
+
+def _stable_int(key: str) -> int:
+    return int.from_bytes(hashlib.sha1(key.encode()).digest()[:8], "little")
 
 
 @dataclass
 class CrohmeReport:
     written: dict[str, int] = field(default_factory=lambda: dict.fromkeys(SPLITS, 0))
     skipped: list[tuple[str, str]] = field(default_factory=list)  # (reason, message)
+    copies: int = 0  # augmented copies written (in train)
     compared: int = 0  # keys in both the truth and the --compare file
     agreed: int = 0
     disagreements: list[tuple[str, str, str]] = field(default_factory=list)  # key, ours, theirs
@@ -153,14 +186,17 @@ def _caption_map(path: str | Path | None) -> dict[str, list[str]] | None:
 def build_crohme(inkml: str | Path, out: str | Path, captions: str | Path | None = None,
                  val_fraction: float = 0.1, seed: int = 0, workers: int = 2,
                  mode: str = "crohme", compare: str | Path | None = None,
-                 max_side: int = 2000,
+                 max_side: int = 2000, copies: int = 0,
                  progress: Callable[[int], None] | None = None) -> CrohmeReport:
     """Render every InkML file under ``inkml`` into ``out/train`` and ``out/val``.
 
     ``captions``: key<TAB>tokens file to take the captions from (else the truth
     LaTeX is tokenised). ``compare``: with no ``captions``, a caption file to
     measure the truth tokenisation against (exact token-sequence match).
+    ``copies``: distorted extra renderings of every training key (module docstring).
     """
+    if copies < 0:
+        raise ValueError(f"copies must be >= 0, not {copies}")
     t0 = time.perf_counter()
     if mode not in MODES:
         raise ValueError(f"mode must be one of {', '.join(MODES)}, not {mode!r}")
@@ -187,7 +223,8 @@ def build_crohme(inkml: str | Path, out: str | Path, captions: str | Path | None
                 continue
             has_caption = given is None or key in given
             dest = str(out / split[key] / "images" / f"{key}.png") if has_caption else None
-            yield _Job(name, data, dest, mode, max_side, want_truth=given is None)
+            yield _Job(name, data, dest, mode, max_side, want_truth=given is None,
+                       copies=copies if split[key] == "train" else 0, seed=seed)
 
     lines: dict[str, list[str]] = {s: [] for s in SPLITS}
     with get_context("fork").Pool(workers) if workers > 1 else nullcontext() as pool:
@@ -214,6 +251,9 @@ def build_crohme(inkml: str | Path, out: str | Path, captions: str | Path | None
             else:
                 lines[split[key]].append(f"{key}\t{' '.join(tokens)}\n")
                 report.written[split[key]] += 1
+                lines["train"] += [f"{key}_aug{n}\t{' '.join(tokens)}\n" for n in res.copies]
+                report.copies += len(res.copies)
+                report.skipped += [("copy render bound", m) for m in res.copy_errors]
             if progress:
                 progress(1)
     for s in SPLITS:
