@@ -22,7 +22,14 @@ from texlens.data.datasets import (
     scan_dataset,
 )
 from texlens.data.image import ImageError, image_size, load_image
-from texlens.data.transforms import ink_bright, preprocess, target_size, to_tensor_array
+from texlens.data.transforms import (
+    ink_bright,
+    ink_height,
+    normalise_ink,
+    preprocess,
+    target_size,
+    to_tensor_array,
+)
 from texlens.evaluate import evaluate
 from texlens.models.satrn import build_model
 from texlens.recognizer import Recognizer
@@ -287,6 +294,41 @@ def test_scale_mode_batches_pad_both_sides():
     batch = collate(items)
     assert batch["images"].shape == (2, 1, 48, 128)
     assert batch["mask"][1].sum() == 24 * 56 and not batch["mask"][1, 24:].any()
+
+
+def _ink_page(zoom: int = 1) -> np.ndarray:
+    """Dark ink on white: three 'symbols' 20 px tall (one a ring with a hole), a fraction
+    bar and a speck, all scaled by ``zoom``."""
+    img = np.full((60 * zoom, 200 * zoom), 255, np.uint8)
+    for x0 in (10, 50, 90):
+        img[20 * zoom:40 * zoom, x0 * zoom:(x0 + 12) * zoom] = 0
+    img[25 * zoom:35 * zoom, 53 * zoom:59 * zoom] = 255  # a hole does not split it
+    img[29 * zoom:31 * zoom, 120 * zoom:190 * zoom] = 0  # flat: not a symbol height
+    img[50 * zoom:51 * zoom, 5 * zoom:6 * zoom] = 0  # speck
+    return img
+
+
+def test_ink_height_ignores_flat_strokes_and_specks():
+    assert ink_height(ink_bright(_ink_page())) == 20
+    assert ink_height(ink_bright(_ink_page(3))) == 60
+    assert ink_height(np.zeros((30, 30), np.uint8)) is None
+
+
+def test_ink_normalisation_fixes_off_scale_inputs_only():
+    cfg = DataConfig(height=96, max_width=512, size_mode="scale", scale=0.5, ink_height=20)
+    base = preprocess(_ink_page(), cfg)
+    assert base.shape == (32, 104)  # at the training ink size: only the plain scale
+    big = preprocess(_ink_page(3), cfg)  # a 3x larger scan: back to the same size
+    assert big.shape == base.shape
+    assert np.abs(big.astype(int) - base.astype(int)).mean() < 8
+    # Within 2x of ink_height (training renderings): left exactly as without it.
+    near = ink_bright(_ink_page())
+    for target in (11, 20, 39):
+        assert normalise_ink(near, replace(cfg, ink_height=target)) is near
+    assert normalise_ink(near, replace(cfg, ink_height=9)).shape == (27, 90)
+    # Off by default, and outside scale mode.
+    assert preprocess(_ink_page(3), replace(cfg, ink_height=0)).shape == (96, 304)
+    assert normalise_ink(near, replace(cfg, size_mode="height")) is near
 
 
 def test_fixed_mode_and_unknown_mode():

@@ -71,6 +71,10 @@ class DataConfig:
     size_mode: str = "height"
     height: int = 64
     scale: float = 0.5
+    # scale mode: typical symbol height (px, before `scale`) of the training images. An
+    # input whose ink is more than 2x larger or smaller (a photo, a scan at another
+    # resolution) is first resized to it; training renderings are never touched. 0: off.
+    ink_height: float = 0.0
     width: int = 256  # the fixed width, or the padded batch width cap in height mode
     max_width: int = 1024
     batch_size: int = 32

@@ -7,7 +7,8 @@ offline convention, so zero padding is blank paper. Three sizing modes:
 by one factor, so a symbol is as large in a tall fraction as in a flat sum; images
 taller than ``height`` or wider than ``max_width`` are shrunk to fit, and batches
 are padded in both directions). ``scale`` suits data whose renderer already
-normalises symbol size, like rendered CROHME ink.
+normalises symbol size, like rendered CROHME ink; ``ink_height`` makes it safe for
+inputs that were not (see :func:`normalise_ink`).
 """
 
 from __future__ import annotations
@@ -45,9 +46,39 @@ def target_size(h: int, w: int, cfg: DataConfig) -> tuple[int, int]:
                      f"not {cfg.size_mode!r}")
 
 
+# Rendered CROHME training ink has per-image symbol heights within about 0.7-1.3x of
+# their median; 2x leaves every such image as it is and still catches a photo or a
+# 300-dpi scan, whose symbols can be 3-10x larger.
+INK_TOLERANCE = 2.0
+
+
+def ink_height(gray: np.ndarray) -> float | None:
+    """Median height (px) of the ink's connected components in an ink-bright image,
+    leaving out specks and flat strokes (minus signs, fraction bars), which say nothing
+    about symbol size. None when there is no such component."""
+    _, binary = cv2.threshold(gray, 0, 255, cv2.THRESH_BINARY + cv2.THRESH_OTSU)
+    _, _, stats, _ = cv2.connectedComponentsWithStats(binary, connectivity=8)
+    h, w = stats[1:, cv2.CC_STAT_HEIGHT], stats[1:, cv2.CC_STAT_WIDTH]
+    keep = (h >= 3) & (h >= 0.3 * w)
+    return float(np.median(h[keep])) if keep.any() else None
+
+
+def normalise_ink(gray: np.ndarray, cfg: DataConfig) -> np.ndarray:
+    """Under scale mode with ``ink_height`` set, resize an ink-bright image whose symbols
+    are far from the training size (more than INK_TOLERANCE x off) to that size."""
+    if cfg.size_mode != "scale" or cfg.ink_height <= 0 or gray.max() == gray.min():
+        return gray
+    measured = ink_height(gray)
+    if measured is None or 1 / INK_TOLERANCE <= cfg.ink_height / measured <= INK_TOLERANCE:
+        return gray
+    f = cfg.ink_height / measured
+    size = (max(1, round(gray.shape[1] * f)), max(1, round(gray.shape[0] * f)))
+    return cv2.resize(gray, size, interpolation=cv2.INTER_AREA if f < 1 else cv2.INTER_LINEAR)
+
+
 def preprocess(gray: np.ndarray, cfg: DataConfig) -> np.ndarray:
     """uint8 gray (any polarity, any size) -> uint8 (H, W'), ink bright."""
-    gray = ink_bright(gray)
+    gray = normalise_ink(ink_bright(gray), cfg)
     h, w = target_size(*gray.shape, cfg)
     interp = cv2.INTER_AREA if h < gray.shape[0] else cv2.INTER_LINEAR
     return cv2.resize(gray, (w, h), interpolation=interp)
