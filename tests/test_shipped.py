@@ -17,3 +17,14 @@ def test_printed_small_is_shipped_and_reads_examples():
     assert m["n"] == 20 and m["skipped"] == 0
     # Measured 2026-11-21; a broken preprocessing or decoding path drops this to ~0.
     assert m["sentence_acc"] >= 0.25 and m["wer"] < 0.25
+
+
+def test_handwritten_small_is_shipped_and_reads_handwritten_examples():
+    assert "handwritten-small" in shipped_models()
+    rec = Recognizer.load("handwritten-small")
+    assert rec.cfg.data.size_mode == "scale"
+    m = evaluate(rec, EXAMPLES.parent / "handwritten")["metrics"]
+    assert m["n"] == 5 and m["skipped"] == 0
+    # Measured 2026-11-22 (stage-1 model): WER 0.28 on these five long random formulas,
+    # where printed-small scores 0.68; a broken path scores near 1.
+    assert m["wer"] < 0.45
