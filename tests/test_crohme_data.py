@@ -124,12 +124,26 @@ def test_split_is_exact_seeded_and_order_free():
         assign_splits(keys, 1.0, 0)
 
 
+
+def test_split_by_group_keeps_each_expression_on_one_side():
+    keys = [f"k{i}" for i in range(60)]
+    groups = {k: f"caption {i % 12}" for i, k in enumerate(keys)}  # 12 expressions x 5
+    split = assign_splits(keys, 0.2, seed=0, groups=groups)
+    for g in set(groups.values()):
+        assert len({split[k] for k in keys if groups[k] == g}) == 1
+    assert sum(v == "val" for v in split.values()) == 15  # 12 wanted: 3 whole groups
+    assert assign_splits(list(reversed(keys)), 0.2, seed=0, groups=groups) == split
+    ungrouped = assign_splits(keys, 0.2, 0, groups={})  # keys without a group: alone
+    assert sum(v == "val" for v in ungrouped.values()) == 12
+
+
 # -- build ---------------------------------------------------------------------------
 
 def test_build_from_directory(tmp_path):
     src = write_tree(tmp_path / "ink")
     rep = build_crohme(src, tmp_path / "out", val_fraction=0.2, seed=3, workers=1)
-    split = assign_splits([*TRUTHS, "MfrDB9999", "empty", "badtrace"], 0.2, seed=3)
+    split = assign_splits([*TRUTHS, "MfrDB9999", "empty", "badtrace"], 0.2, seed=3,
+                          groups=EXPECTED)
     n_val = sum(split[k] == "val" for k in TRUTHS)
     assert rep.written == {"train": 10 - n_val, "val": n_val}
     assert rep.skip_counts == {"no truth": 1, "malformed": 2}
