@@ -345,11 +345,11 @@ def test_formula_dataset_items(dataset_dir, tiny_cfg):
     report = scan_dataset([dataset_dir])
     vocab = Vocab.build(s.tokens for s in report.samples)
     ds = FormulaDataset(report.samples, vocab, tiny_cfg.data)
-    widths = ds.widths()
+    sizes = ds.input_sizes()
     for i in range(len(ds)):
         item = ds[i]
         img = item["image"]
-        assert img.dtype == np.float32 and img.shape == (1, 32, widths[i])
+        assert img.dtype == np.float32 and img.shape == (1, *sizes[i])
         assert img.min() >= 0.0 and img.max() <= 1.0
         assert img[0, 0, 0] < 0.3  # background is dark after preprocessing
         assert vocab.decode(item["ids"]) == report.samples[i].tokens

@@ -169,9 +169,6 @@ class FormulaDataset(Dataset):
         return [target_size(s.height or self.cfg.height, s.width or self.cfg.height,
                             self.cfg) for s in self.samples]
 
-    def widths(self) -> list[int]:
-        return [w for _, w in self.input_sizes()]
-
     def __getitem__(self, i: int) -> dict | None:
         s = self.samples[i]
         try:
