@@ -80,6 +80,25 @@ def test_render_is_seeded_and_dark_on_light():
     assert a.min() < np.median(border) - 60  # ink is darker
 
 
+def _ink_rows(ink: np.ndarray) -> np.ndarray:
+    return np.flatnonzero(ink.max(axis=1) > 0)
+
+
+def test_scripts_are_raised_lowered_and_small():
+    """A space after ``^``/``_`` once made mathtext draw scripts full-size on the baseline."""
+    base = render_ink(["c"], size_pt=20.0, dpi=100)
+    sup = render_ink(["c", "^", "{", "3", "0", "}"], size_pt=20.0, dpi=100)
+    sub = render_ink(["c", "_", "{", "3", "0", "}"], size_pt=20.0, dpi=100)
+    flat = render_ink(["c", "3", "0"], size_pt=20.0, dpi=100)
+    assert not np.array_equal(sup, sub)
+    # The digits are set smaller, so the scripted formulas are narrower than "c30"...
+    assert sup.shape[1] < flat.shape[1] and sub.shape[1] < flat.shape[1]
+    # ...and the base letter sits low under a superscript, high over a subscript.
+    mid_sup = _ink_rows(sup[:, : base.shape[1] - 1]).mean() / sup.shape[0]
+    mid_sub = _ink_rows(sub[:, : base.shape[1] - 1]).mean() / sub.shape[0]
+    assert mid_sup > 0.5 > mid_sub
+
+
 def test_render_error_names_formula():
     with pytest.raises(RenderError, match="cannot render"):
         render_ink(["\\notacommand", "x"])

@@ -8,6 +8,7 @@ seeded generator, so a (seed, index) pair always gives the same pixels.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -18,6 +19,9 @@ from matplotlib.font_manager import FontProperties
 
 FONTSETS = ("cm", "stix", "stixsans", "dejavusans", "dejavuserif")
 _PARSER = mathtext.MathTextParser("agg")
+# mathtext logs the whole box tree of any script stack it cannot pack exactly
+# ("Underful Vlist"); the image is still right, and one warning runs to 80 lines.
+logging.getLogger("matplotlib.mathtext").setLevel(logging.ERROR)
 
 
 class RenderError(ValueError):
@@ -36,7 +40,21 @@ class RenderStyle:
 
 
 def to_mathtext(tokens: Sequence[str]) -> str:
-    return "$" + " ".join(t for t in tokens if t != "\\limits") + "$"
+    """Tokens to a mathtext string.
+
+    No space may follow ``_`` or ``^``: mathtext takes that space as the script
+    itself and sets the braced group after it full-size on the baseline, so
+    ``x ^ { 2 }`` would look like ``x 2``.
+    """
+    out: list[str] = []
+    for t in tokens:
+        if t == "\\limits":
+            continue
+        if out and out[-1] in ("_", "^"):
+            out[-1] += t
+        else:
+            out.append(t)
+    return "$" + " ".join(out) + "$"
 
 
 def render_ink(tokens: Sequence[str], fontset: str = "cm", size_pt: float = 20.0,
