@@ -6,6 +6,7 @@ from texlens import metrics
 from texlens.metrics import (
     bleu,
     by_length,
+    by_value,
     competition_score,
     compute_all,
     corpus_wer,
@@ -316,6 +317,18 @@ def test_by_length_custom_bins_and_empty_ref():
         {"bin": "1-3", "n": 2, "sentence_acc": 0.5, "wer": pytest.approx(1 / 6)},
         {"bin": ">3", "n": 1, "sentence_acc": 1.0, "wer": 0.0},
     ]
+
+
+def test_by_value_groups_by_the_given_numbers():
+    # Image heights 30, 48 (inclusive top of "1-48") and 100 (open bin), not lengths.
+    refs = [toks("a b"), toks("a b c"), toks("a")]
+    preds = [toks("a b"), toks("a x c"), toks("b")]
+    assert by_value(preds, refs, [30, 48, 100], bins=(48, 72)) == [
+        {"bin": "1-48", "n": 2, "sentence_acc": 0.5, "wer": pytest.approx(1 / 6)},
+        {"bin": ">72", "n": 1, "sentence_acc": 0.0, "wer": 1.0},
+    ]
+    with pytest.raises(ValueError, match="2 values for 3"):
+        by_value(preds, refs, [30, 48], bins=(48,))
 
 
 @pytest.mark.parametrize("bins", [(), (0, 10), (10, 10), (20, 10)])

@@ -15,7 +15,8 @@ from texlens.recognizer import Recognizer
 def evaluate(rec: Recognizer, data: str | Path, batch_size: int = 16, on_error: str = "skip",
              limit: int = 0, beam: int = 1,
              progress: Callable[[int], None] | None = None) -> dict:
-    """Returns {"metrics": {...}, "by_length": [...], "rows": [...], "problems": [...]}.
+    """Returns {"metrics": {...}, "by_length": [...], "by_height": [...], "rows": [...],
+    "problems": [...]}; ``by_height`` groups by the image's pixel height before resizing.
 
     Samples with a missing or unreadable image, an empty caption or a token the
     model's vocabulary lacks are reported (file and line) and skipped, or stop the
@@ -59,5 +60,8 @@ def evaluate_samples(rec: Recognizer, samples: Sequence[Sample], batch_size: int
     rows = [{"key": s.key, "prediction": p.latex, "truth": " ".join(s.tokens),
              "correct": p.tokens == s.tokens, "confidence": round(p.confidence, 4)}
             for s, p in zip(kept, preds, strict=True)]
-    return {"metrics": scores, "by_length": metrics.by_length(hyp, ref), "rows": rows,
-            "problems": problems}
+    # Tall images are shrunk the most to the model's input height; this shows what that costs.
+    h = rec.cfg.data.height
+    by_height = metrics.by_value(hyp, ref, [s.height for s in kept], (h, h * 3 // 2, h * 2, h * 3))
+    return {"metrics": scores, "by_length": metrics.by_length(hyp, ref), "by_height": by_height,
+            "rows": rows, "problems": problems}

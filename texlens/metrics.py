@@ -18,6 +18,7 @@ from rapidfuzz.distance import Levenshtein
 __all__ = [
     "bleu",
     "by_length",
+    "by_value",
     "competition_score",
     "compute_all",
     "corpus_wer",
@@ -269,16 +270,25 @@ def by_length(
     with no sentences are omitted, so an empty corpus gives ``[]``. Empty references
     (length 0) are counted in the first bin.
     """
+    return by_value(preds, refs, [len(r) for r in refs], bins)
+
+
+def by_value(
+    preds: Corpus, refs: Corpus, values: Sequence[int], bins: Sequence[int]
+) -> list[dict[str, float | int | str]]:
+    """Like :func:`by_length`, grouped by any per-sentence integer (an image's height...)."""
     if not bins:
         raise ValueError("bins must not be empty")
     if bins[0] < 1 or any(b <= a for a, b in pairwise(bins)):
         raise ValueError(f"bins must be positive and strictly increasing, got {list(bins)}")
     _check_lengths(preds, refs)
+    if len(values) != len(refs):
+        raise ValueError(f"{len(values)} values for {len(refs)} references")
     labels = _bin_labels(bins)
     groups: list[tuple[list[Sequence[str]], list[Sequence[str]]]] = [([], []) for _ in labels]
-    for p, r in zip(preds, refs, strict=True):
+    for p, r, v in zip(preds, refs, values, strict=True):
         # First bound that fits; past the last bound falls into the open-ended bin.
-        idx = next((i for i, high in enumerate(bins) if len(r) <= high), len(bins))
+        idx = next((i for i, high in enumerate(bins) if v <= high), len(bins))
         groups[idx][0].append(p)
         groups[idx][1].append(r)
     rows: list[dict[str, float | int | str]] = []
