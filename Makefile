@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: setup demo test lint bench printed-data train-printed handwritten-data train-handwritten clean
+.PHONY: setup demo test lint bench printed-data train-printed continue-printed handwritten-data train-handwritten clean
 
 setup: $(STAMP)
 
@@ -41,6 +41,17 @@ printed-data: setup
 
 train-printed: printed-data
 	$(BIN)/texlens train configs/printed-small.yaml
+
+# The shipped printed-small: stage 1 is the file shipped before the renderer fix of
+# 2026-12-01 (trained on renderings without visible scripts); stages 2 and 3 continue it.
+continue-printed: printed-data
+	mkdir -p runs && git show 21f703a:texlens/weights/printed-small.pt > runs/printed-small-v1.pt
+	$(BIN)/texlens train configs/printed-small-continue.yaml
+	$(BIN)/texlens train configs/printed-small-continue.yaml \
+	    --set train.init_from=runs/printed-small-continue/model.pt --set train.lr=0.0003 \
+	    --set train.scheduler=cosine --set train.max_steps=4500 --set train.max_time_min=62 \
+	    --set train.seed=2 --set train.out_dir=runs/printed-small-continue2
+	$(BIN)/texlens export runs/printed-small-continue2/model.pt --out texlens/weights/printed-small.pt --half
 
 # Handwriting data (needs ../shared/data/crohme; research licence: it stays under data/,
 # which git ignores). Rendered CROHME train/val ink, the standard 2014 test bitmaps, our
