@@ -62,6 +62,7 @@ def evaluate_samples(rec: Recognizer, samples: Sequence[Sample], batch_size: int
             for s, p in zip(kept, preds, strict=True)]
     # Tall images are shrunk the most to the model's input height; this shows what that costs.
     h = rec.cfg.data.height
-    by_height = metrics.by_value(hyp, ref, [s.height for s in kept], (h, h * 3 // 2, h * 2, h * 3))
+    bins = sorted({h, h * 3 // 2, h * 2, h * 3})  # a set: equal bounds for a tiny h
+    by_height = metrics.by_value(hyp, ref, [s.height for s in kept], bins)
     return {"metrics": scores, "by_length": metrics.by_length(hyp, ref), "by_height": by_height,
             "rows": rows, "problems": problems}
