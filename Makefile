@@ -43,7 +43,8 @@ train-printed: printed-data
 	$(BIN)/texlens train configs/printed-small.yaml
 
 # The shipped printed-small: stage 1 is the file shipped before the renderer fix of
-# 2026-12-01 (trained on renderings without visible scripts); stages 2 and 3 continue it.
+# 2026-12-01 (trained on renderings without visible scripts); stages 2 and 3 continue it
+# at height 48, stage 4 at one symbol size (configs/printed-small-ink.yaml).
 continue-printed: printed-data
 	mkdir -p runs && git show 21f703a:texlens/weights/printed-small.pt > runs/printed-small-v1.pt
 	$(BIN)/texlens train configs/printed-small-continue.yaml
@@ -51,7 +52,8 @@ continue-printed: printed-data
 	    --set train.init_from=runs/printed-small-continue/model.pt --set train.lr=0.0003 \
 	    --set train.scheduler=cosine --set train.max_steps=4500 --set train.max_time_min=62 \
 	    --set train.seed=2 --set train.out_dir=runs/printed-small-continue2
-	$(BIN)/texlens export runs/printed-small-continue2/model.pt --out texlens/weights/printed-small.pt --half
+	$(BIN)/texlens train configs/printed-small-ink.yaml
+	$(BIN)/texlens export runs/printed-small-ink/model.pt --out texlens/weights/printed-small.pt --half
 
 # Handwriting data (needs ../shared/data/crohme; research licence: it stays under data/,
 # which git ignores). Rendered CROHME train/val ink, the standard 2014 test bitmaps, our

@@ -331,6 +331,32 @@ def test_ink_normalisation_fixes_off_scale_inputs_only():
     assert normalise_ink(near, replace(cfg, size_mode="height")) is near
 
 
+def test_ink_tolerance_one_brings_every_image_to_the_symbol_size():
+    # Printed renderings come at random font sizes: tolerance 1 resizes even a 1.25x one.
+    cfg = DataConfig(height=128, max_width=800, size_mode="scale", scale=1.0,
+                     ink_height=16, ink_tolerance=1.0)
+    near = ink_bright(_ink_page())  # symbols 20 px
+    assert normalise_ink(near, replace(cfg, ink_tolerance=2.0)) is near
+    assert normalise_ink(near, cfg).shape == (48, 160)
+    small, large = preprocess(_ink_page(), cfg), preprocess(_ink_page(3), cfg)
+    assert small.shape == large.shape == (48, 160)
+    assert ink_height(large) == pytest.approx(16, abs=1)
+
+
+def test_input_sizes_follow_ink_normalisation(dataset_dir, tiny_cfg):
+    # Batches are cut by input size: under ink normalisation that size depends on the
+    # pixels, so it must come from preprocessing, not from the image header.
+    report = scan_dataset([dataset_dir])
+    vocab = Vocab.build(s.tokens for s in report.samples)
+    data = replace(tiny_cfg.data, size_mode="scale", scale=1.0, height=200, max_width=800,
+                   ink_height=30, ink_tolerance=1.0)
+    ds = FormulaDataset(report.samples, vocab, data)
+    sizes = ds.input_sizes()
+    assert sizes == [ds[i]["image"].shape[1:] for i in range(len(ds))]
+    headers = [target_size(s.height, s.width, data) for s in report.samples]
+    assert sizes != headers
+
+
 def test_fixed_mode_and_unknown_mode():
     cfg = DataConfig(height=48, width=160, size_mode="fixed")
     assert preprocess(np.zeros((13, 300), np.uint8), cfg).shape == (48, 160)

@@ -72,9 +72,12 @@ class DataConfig:
     height: int = 64
     scale: float = 0.5
     # scale mode: typical symbol height (px, before `scale`) of the training images. An
-    # input whose ink is more than 2x larger or smaller (a photo, a scan at another
-    # resolution) is first resized to it; training renderings are never touched. 0: off.
+    # input whose ink is more than `ink_tolerance` x larger or smaller (a photo, a scan at
+    # another resolution) is first resized to it. 0: off. With the default 2.0, training
+    # renderings of a size-normalising renderer (CROHME ink) are never touched; 1.0
+    # resizes every image, for data drawn at random sizes (printed renderings).
     ink_height: float = 0.0
+    ink_tolerance: float = 2.0
     width: int = 256  # the fixed width, or the padded batch width cap in height mode
     max_width: int = 1024
     batch_size: int = 32

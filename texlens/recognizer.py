@@ -16,7 +16,7 @@ import torch
 from texlens.checkpoint import CheckpointError, load_model
 from texlens.data.datasets import collate
 from texlens.data.image import load_image
-from texlens.data.transforms import preprocess, to_tensor_array
+from texlens.data.transforms import input_settings, preprocess, to_tensor_array
 from texlens.decoding import beam_search, greedy_decode
 from texlens.tokens import join
 
@@ -70,8 +70,7 @@ class Recognizer:
             if v != vocab:
                 raise CheckpointError(f"{n}: its vocabulary differs from {names[0]}'s; "
                                       "an ensemble needs one vocabulary")
-            size = ("size_mode", "height", "width", "scale", "max_width")
-            if [getattr(c.data, k) for k in size] != [getattr(cfg.data, k) for k in size]:
+            if input_settings(c.data) != input_settings(cfg.data):
                 raise CheckpointError(f"{n}: its input size differs from {names[0]}'s")
         return cls([m for m, _, _ in loaded], cfg, vocab, " + ".join(map(str, names)))
 

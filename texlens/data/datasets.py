@@ -19,8 +19,10 @@ file and line; bad samples are skipped with a count or stop the run, as configur
 
 from __future__ import annotations
 
+import os
 import random
 from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -30,7 +32,13 @@ from torch.utils.data import Dataset, Sampler
 
 from texlens.config import DataConfig
 from texlens.data.image import IMAGE_SUFFIXES, ImageError, image_size, load_image
-from texlens.data.transforms import build_augment, preprocess, target_size, to_tensor_array
+from texlens.data.transforms import (
+    build_augment,
+    normalises_ink,
+    preprocess,
+    target_size,
+    to_tensor_array,
+)
 from texlens.tokens import Vocab
 
 
@@ -165,9 +173,24 @@ class FormulaDataset(Dataset):
         return len(self.samples)
 
     def input_sizes(self) -> list[tuple[int, int]]:
-        """Model-input (height, width) of every sample, for size-bucketed batching."""
-        return [target_size(s.height or self.cfg.height, s.width or self.cfg.height,
-                            self.cfg) for s in self.samples]
+        """Model-input (height, width) of every sample, for size-bucketed batching.
+
+        From the scanned image sizes; but when preprocessing resizes by the measured
+        symbol height, every image is decoded and preprocessed once (threads: OpenCV and
+        PIL release the GIL), else batches would be cut from sizes the model never sees.
+        """
+        if not normalises_ink(self.cfg):
+            return [target_size(s.height or self.cfg.height, s.width or self.cfg.height,
+                                self.cfg) for s in self.samples]
+
+        def size(s: Sample) -> tuple[int, int]:
+            try:
+                return preprocess(load_image(s.image), self.cfg).shape
+            except ImageError:  # reported and skipped when the batch loads it
+                return self.cfg.height, self.cfg.height
+
+        with ThreadPoolExecutor(max(1, min(8, os.cpu_count() or 1))) as pool:
+            return list(pool.map(size, self.samples, chunksize=256))
 
     def __getitem__(self, i: int) -> dict | None:
         s = self.samples[i]

@@ -46,12 +46,6 @@ def target_size(h: int, w: int, cfg: DataConfig) -> tuple[int, int]:
                      f"not {cfg.size_mode!r}")
 
 
-# Rendered CROHME training ink has per-image symbol heights within about 0.7-1.3x of
-# their median; 2x leaves every such image as it is and still catches a photo or a
-# 300-dpi scan, whose symbols can be 3-10x larger.
-INK_TOLERANCE = 2.0
-
-
 def ink_height(gray: np.ndarray) -> float | None:
     """Median height (px) of the ink's connected components in an ink-bright image,
     leaving out specks and flat strokes (minus signs, fraction bars), which say nothing
@@ -63,17 +57,37 @@ def ink_height(gray: np.ndarray) -> float | None:
     return float(np.median(h[keep])) if keep.any() else None
 
 
+def normalises_ink(cfg: DataConfig) -> bool:
+    """Whether preprocessing may resize an image by its measured symbol height, so its
+    model-input size depends on its pixels and not just on its width and height."""
+    return cfg.size_mode == "scale" and cfg.ink_height > 0
+
+
 def normalise_ink(gray: np.ndarray, cfg: DataConfig) -> np.ndarray:
     """Under scale mode with ``ink_height`` set, resize an ink-bright image whose symbols
-    are far from the training size (more than INK_TOLERANCE x off) to that size."""
-    if cfg.size_mode != "scale" or cfg.ink_height <= 0 or gray.max() == gray.min():
+    are far from the training size (more than ``ink_tolerance`` x off) to that size.
+
+    Rendered CROHME ink has per-image symbol heights within about 0.7-1.3x of their
+    median; a tolerance of 2 leaves every such image as it is and still catches a photo
+    or a 300-dpi scan, whose symbols can be 3-10x larger. Printed renderings come at
+    random font sizes and use 1: every image is brought to the one symbol size."""
+    if not normalises_ink(cfg) or gray.max() == gray.min():
         return gray
     measured = ink_height(gray)
-    if measured is None or 1 / INK_TOLERANCE <= cfg.ink_height / measured <= INK_TOLERANCE:
+    tol = max(cfg.ink_tolerance, 1.0)
+    if measured is None or 1 / tol < cfg.ink_height / measured < tol:
         return gray
     f = cfg.ink_height / measured
     size = (max(1, round(gray.shape[1] * f)), max(1, round(gray.shape[0] * f)))
     return cv2.resize(gray, size, interpolation=cv2.INTER_AREA if f < 1 else cv2.INTER_LINEAR)
+
+
+def input_settings(cfg: DataConfig) -> dict[str, object]:
+    """The data settings that decide what a model's input looks like: two models, or a
+    model and the data it is trained on next, should agree on them."""
+    keys = ("size_mode", "height", "width", "scale", "max_width", "ink_height",
+            "ink_tolerance")
+    return {k: getattr(cfg, k) for k in keys}
 
 
 def preprocess(gray: np.ndarray, cfg: DataConfig) -> np.ndarray:

@@ -31,6 +31,7 @@ from texlens.data.datasets import (
     read_layout,
     scan_dataset,
 )
+from texlens.data.transforms import input_settings
 from texlens.tokens import Vocab
 from texlens.train.module import Recognizer
 from texlens.train.transfer import (
@@ -138,7 +139,13 @@ def train(cfg: Config, resume: str | None = None, devices: int | str = 1, num_no
     vocab = build_vocab(cfg)
     init = None
     if cfg.train.init_from:
-        _, src_vocab, state = pretrained(cfg.train.init_from)
+        src_cfg, src_vocab, state = pretrained(cfg.train.init_from)
+        src_in, new_in = input_settings(src_cfg.data), input_settings(cfg.data)
+        if src_in != new_in:  # right when moving to new data; a slip when fine-tuning
+            diff = ", ".join(f"{k} {src_in[k]} -> {new_in[k]}" for k in src_in
+                             if src_in[k] != new_in[k])
+            print(f"init_from {cfg.train.init_from}: its inputs were preprocessed "
+                  f"differently ({diff})")
         if not cfg.data.vocab:  # keep the pre-trained ids; append what the new data adds
             vocab = extend_vocab(src_vocab, [vocab.itos])
         init = (state, src_vocab)
