@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from texlens.config import load_config
+from texlens.data.transforms import input_settings
 from texlens.evaluate import evaluate
 from texlens.recognizer import Recognizer, shipped_models
 
@@ -30,3 +32,12 @@ def test_handwritten_small_is_shipped_and_reads_handwritten_examples():
     # scored 0.28: stage 2 trains on CROHME-like expressions only), where printed-small
     # scores 0.68; a broken path scores near 1.
     assert m["wer"] < 0.6
+
+
+def test_printed_finetune_config_feeds_printed_small_its_own_inputs():
+    # Fine-tuning on inputs preprocessed unlike the shipped weights' would silently start
+    # from a model that cannot read them.
+    shipped = Recognizer.load("printed-small").cfg.data
+    tuned = load_config(Path(__file__).parents[1] / "configs" / "printed-finetune.yaml")
+    assert tuned.train.init_from == "printed-small"
+    assert input_settings(tuned.data) == input_settings(shipped)
