@@ -20,6 +20,8 @@ def test_printed_small_is_shipped_and_reads_examples():
     # Measured 2026-12-01: 0.75 and WER 0.022; a broken preprocessing or decoding path
     # drops this to ~0, and the model before the renderer fix scored 0.30 / 0.21.
     assert m["sentence_acc"] >= 0.6 and m["wer"] < 0.1
+    # Rendered at random sizes, the examples all reach the model at one symbol size.
+    assert {row["bin"] for row in result["by_symbol_size"]} <= {"12-14", "15-19"}
 
 
 def test_handwritten_small_is_shipped_and_reads_handwritten_examples():

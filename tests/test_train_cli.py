@@ -209,7 +209,7 @@ def test_evaluate_writes_metrics_json_and_samples(trained, tmp_path):
         assert key in m, key
     assert m["n"] == 12
     assert 0.0 <= m["sentence_acc"] <= m["exprate_le1"] <= m["exprate_le2"] <= 1.0
-    for grouping in ("by_length", "by_height"):
+    for grouping in ("by_length", "by_height", "by_symbol_size"):
         assert sum(row["n"] for row in m[grouping]) == 12, grouping
     rows = out.with_suffix(".samples.tsv").read_text(encoding="utf-8").splitlines()
     assert rows[0].split("\t")[:3] == ["key", "prediction", "truth"]

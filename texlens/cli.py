@@ -141,7 +141,9 @@ def evaluate(
         json_path.parent.mkdir(parents=True, exist_ok=True)
         json_path.write_text(json.dumps({**m, "model": rec.name, "beam": beam, "data": str(data),
                                          "by_length": result["by_length"],
-                                         "by_height": result["by_height"]}, indent=2))
+                                         "by_height": result["by_height"],
+                                         "by_symbol_size": result["by_symbol_size"]},
+                                        indent=2))
         samples = samples or json_path.with_suffix(".samples.tsv")
     if samples:
         with open(samples, "w", encoding="utf-8") as f:

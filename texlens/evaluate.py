@@ -6,17 +6,22 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+import numpy as np
+
 from texlens import metrics
 from texlens.data.datasets import DatasetError, Sample, scan_dataset
 from texlens.data.image import ImageError
+from texlens.data.transforms import ink_height
 from texlens.recognizer import Recognizer
 
 
 def evaluate(rec: Recognizer, data: str | Path, batch_size: int = 16, on_error: str = "skip",
              limit: int = 0, beam: int = 1,
              progress: Callable[[int], None] | None = None) -> dict:
-    """Returns {"metrics": {...}, "by_length": [...], "by_height": [...], "rows": [...],
-    "problems": [...]}; ``by_height`` groups by the image's pixel height before resizing.
+    """Returns {"metrics": {...}, "by_length": [...], "by_height": [...],
+    "by_symbol_size": [...], "rows": [...], "problems": [...]}; ``by_height`` groups by
+    the image's pixel height before resizing, ``by_symbol_size`` by the median symbol
+    height (px) in the model's input, after resizing.
 
     Samples with a missing or unreadable image, an empty caption or a token the
     model's vocabulary lacks are reported (file and line) and skipped, or stop the
@@ -64,5 +69,8 @@ def evaluate_samples(rec: Recognizer, samples: Sequence[Sample], batch_size: int
     h = rec.cfg.data.height
     bins = sorted({h, h * 3 // 2, h * 2, h * 3})  # a set: equal bounds for a tiny h
     by_height = metrics.by_value(hyp, ref, [s.height for s in kept], bins)
+    # Symbols a few pixels high are where a recognizer fails: how small did they get?
+    sizes = [round(ink_height((a[0] * 255).astype(np.uint8)) or 0) for a in arrays]
+    by_symbol = metrics.by_value(hyp, ref, sizes, [7, 9, 11, 14, 19])
     return {"metrics": scores, "by_length": metrics.by_length(hyp, ref), "by_height": by_height,
-            "rows": rows, "problems": problems}
+            "by_symbol_size": by_symbol, "rows": rows, "problems": problems}
