@@ -13,7 +13,16 @@ from texlens.data.synth.dataset import (
     synth_dataset,
 )
 from texlens.data.synth.generator import SYMBOLS, FormulaGenerator, caption_cycle
-from texlens.data.synth.render import FONTSETS, RenderError, render, render_ink
+from texlens.data.synth.render import (
+    FONTSETS,
+    PRIME_FONTSET,
+    RenderError,
+    RenderStyle,
+    pick_fontset,
+    render,
+    render_ink,
+    to_mathtext,
+)
 from texlens.tokens import tokenize
 
 
@@ -97,6 +106,56 @@ def test_scripts_are_raised_lowered_and_small():
     mid_sup = _ink_rows(sup[:, : base.shape[1] - 1]).mean() / sup.shape[0]
     mid_sub = _ink_rows(sub[:, : base.shape[1] - 1]).mean() / sub.shape[0]
     assert mid_sup > 0.5 > mid_sub
+
+
+def test_int_limits_sets_bounds_above_and_below():
+    """mathtext has no ``\\limits``; dropping it drew ``\\int\\limits`` like ``\\int``."""
+    side = tokenize("\\int _ { a } ^ { b } f")
+    limits = tokenize("\\int \\limits _ { a } ^ { b } f")
+    assert to_mathtext(limits) == "$\\underset{a}{\\overset{b}{\\int}} f$"
+    assert to_mathtext(tokenize("\\int \\limits ^ { b + 1 } _ 0 x")) == \
+        "$\\underset{0}{\\overset{b + 1}{\\int}} x$"
+    for fontset in FONTSETS:
+        a = render_ink(side, fontset=fontset, size_pt=20.0, dpi=100)
+        b = render_ink(limits, fontset=fontset, size_pt=20.0, dpi=100)
+        # Bounds stacked on the sign make the formula taller and narrower.
+        assert b.shape[0] > a.shape[0] * 1.2 and b.shape[1] < a.shape[1], fontset
+        plain = render_ink(["\\int", "f"], fontset=fontset, size_pt=20.0, dpi=100)
+        no_bounds = render_ink(["\\int", "\\limits", "f"], fontset=fontset, size_pt=20.0, dpi=100)
+        assert np.array_equal(plain, no_bounds)
+
+
+def test_generator_keeps_limits_to_integrals():
+    """``\\sum \\limits`` draws like ``\\sum``: the generator must not write it."""
+    seen = [t[i - 1] for t in draws(0, 3000) for i, tok in enumerate(t) if tok == "\\limits"]
+    assert seen and set(seen) == {"\\int"}
+
+
+def _prime_ink(tokens: list[str], fontset: str) -> np.ndarray:
+    """The ink right of the base letter, in the fontset ``render`` would use."""
+    fontset = pick_fontset(tokens, np.random.default_rng(0), RenderStyle(fontsets=[fontset]))
+    ink = render_ink(tokens, fontset=fontset, size_pt=20.0, dpi=100)
+    base = render_ink(tokens[:1], fontset=fontset, size_pt=20.0, dpi=100)
+    return ink[:, base.shape[1]:]
+
+
+@pytest.mark.parametrize("fontset", FONTSETS)
+def test_full_size_prime_differs_from_superscript_prime(fontset):
+    """In STIX, ``x \\prime`` looked like ``x '``: 35 test errors of the stage-4 model."""
+    full = _prime_ink(["x", "\\prime"], fontset)
+    sup = _prime_ink(["x", "'"], fontset)
+    # TeX's full-size prime reaches down towards the baseline; STIX's stays up high
+    # like the superscript one (its bottom 0.14 of the height lower, against 0.34 in cm).
+    low_full = _ink_rows(full)[-1] / full.shape[0]
+    low_sup = _ink_rows(sup)[-1] / sup.shape[0]
+    assert low_full > low_sup + 0.25, fontset
+
+
+def test_prime_formulas_avoid_stix_and_others_keep_their_draw():
+    drawn = {pick_fontset(["x", "+", "1"], np.random.default_rng(i)) for i in range(100)}
+    with_prime = {pick_fontset(["x", "\\prime"], np.random.default_rng(i)) for i in range(100)}
+    assert drawn == set(FONTSETS)
+    assert with_prime == set(FONTSETS) - set(PRIME_FONTSET)
 
 
 def test_render_error_names_formula():

@@ -115,8 +115,11 @@ class FormulaGenerator:
         body = self.expr(depth + 1, 2)
         if r < 0.35:
             i = self.rng.choice("iknj")
-            lims = ["\\limits"] if self.rng.random() < 0.1 else []
-            return ["\\sum", *lims, "_", "{", i, "=", *self.number(), "}",
+            # mathtext sets \\sum's bounds above and below with or without \\limits, so
+            # "\\sum \\limits" could not be read back from its image (CROHME never
+            # writes it). The draw stays so that every other formula of a seed stays.
+            self.rng.random()
+            return ["\\sum", "_", "{", i, "=", *self.number(), "}",
                     "^", "{", *(["\\infty"] if self.rng.random() < 0.4 else self.variable()), "}",
                     *body]
         if r < 0.7:

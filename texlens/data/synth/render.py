@@ -1,9 +1,19 @@
 """Render caption tokens to printed-formula images with matplotlib mathtext.
 
-mathtext needs no TeX install and covers every CROHME symbol except
-``\\limits`` (a layout hint, dropped before rendering). Each sample draws its own
-font set, size, resolution, padding, ink/paper tone and light noise from a
-seeded generator, so a (seed, index) pair always gives the same pixels.
+mathtext needs no TeX install and covers every CROHME symbol. It has no
+``\\limits``, so the renderer sets ``\\int\\limits`` bounds above and below
+itself, as TeX does. Each sample draws its own font set, size, resolution,
+padding, ink/paper tone and light noise from a seeded generator, so a
+(seed, index) pair always gives the same pixels.
+
+Every caption must be readable back from its image. Two pairs would not be:
+- ``\\int\\limits _ a ^ b`` and ``\\int _ a ^ b``, were ``\\limits`` dropped;
+- ``x \\prime`` and ``x '`` in the STIX font sets, whose prime glyph (U+2032) is
+  drawn small and raised even at full size, so it looks like the superscript
+  prime ``'``. TeX's (cm) and DejaVu's full-size prime is large and reaches down
+  to the baseline. A formula with ``\\prime`` is therefore drawn in the matching
+  non-STIX font set (``PRIME_FONTSET``). (``x ^ { \\prime }`` and ``x '`` look
+  alike in every font, as in TeX; no renderer can part them.)
 """
 
 from __future__ import annotations
@@ -18,6 +28,8 @@ from matplotlib import mathtext
 from matplotlib.font_manager import FontProperties
 
 FONTSETS = ("cm", "stix", "stixsans", "dejavusans", "dejavuserif")
+# A formula with \prime is drawn in the serif/sans counterpart instead.
+PRIME_FONTSET = {"stix": "cm", "stixsans": "dejavusans"}
 _PARSER = mathtext.MathTextParser("agg")
 # mathtext logs the whole box tree of any script stack it cannot pack exactly
 # ("Underful Vlist"); the image is still right, and one warning runs to 80 lines.
@@ -39,6 +51,49 @@ class RenderStyle:
     blur_prob: float = 0.2
 
 
+def _group(tokens: Sequence[str], i: int) -> tuple[list[str], int]:
+    """The script argument starting at ``tokens[i]``: a braced group or one token."""
+    if i >= len(tokens):
+        return [], i
+    if tokens[i] != "{":
+        return [tokens[i]], i + 1
+    depth = 0
+    for j in range(i, len(tokens)):
+        depth += {"{": 1, "}": -1}.get(tokens[j], 0)
+        if depth == 0:
+            return list(tokens[i + 1:j]), j + 1
+    return list(tokens[i + 1:]), len(tokens)
+
+
+def _body(tokens: Sequence[str]) -> str:
+    out: list[str] = []
+    i = 0
+    while i < len(tokens):
+        t = tokens[i]
+        if t == "\\limits":
+            # Bounds of the operator before it go above and below it. mathtext already
+            # sets \sum and \lim so; for \int it needs \underset/\overset.
+            scripts: dict[str, list[str]] = {}
+            i += 1
+            while i + 1 < len(tokens) and tokens[i] in ("_", "^") and tokens[i] not in scripts:
+                scripts[tokens[i]], i = _group(tokens, i + 1)
+            if not scripts:
+                continue
+            op = out.pop() if out else ""
+            if "^" in scripts:
+                op = f"\\overset{{{_body(scripts['^'])}}}{{{op}}}"
+            if "_" in scripts:
+                op = f"\\underset{{{_body(scripts['_'])}}}{{{op}}}"
+            out.append(op)
+            continue
+        if out and out[-1] in ("_", "^"):
+            out[-1] += t
+        else:
+            out.append(t)
+        i += 1
+    return " ".join(out)
+
+
 def to_mathtext(tokens: Sequence[str]) -> str:
     """Tokens to a mathtext string.
 
@@ -46,15 +101,7 @@ def to_mathtext(tokens: Sequence[str]) -> str:
     itself and sets the braced group after it full-size on the baseline, so
     ``x ^ { 2 }`` would look like ``x 2``.
     """
-    out: list[str] = []
-    for t in tokens:
-        if t == "\\limits":
-            continue
-        if out and out[-1] in ("_", "^"):
-            out[-1] += t
-        else:
-            out.append(t)
-    return "$" + " ".join(out) + "$"
+    return "$" + _body(tokens) + "$"
 
 
 def render_ink(tokens: Sequence[str], fontset: str = "cm", size_pt: float = 20.0,
@@ -70,11 +117,18 @@ def render_ink(tokens: Sequence[str], fontset: str = "cm", size_pt: float = 20.0
     return np.asarray(parsed.image, dtype=np.uint8)
 
 
+def pick_fontset(tokens: Sequence[str], rng: np.random.Generator,
+                 style: RenderStyle | None = None) -> str:
+    """The sample's font set: drawn, then moved off STIX if the formula has ``\\prime``."""
+    fontset = str(rng.choice(list((style or RenderStyle()).fontsets)))
+    return PRIME_FONTSET.get(fontset, fontset) if "\\prime" in tokens else fontset
+
+
 def render(tokens: Sequence[str], rng: np.random.Generator,
            style: RenderStyle | None = None) -> np.ndarray:
     """A printed-looking grayscale image (dark ink on light paper), uint8 HxW."""
     style = style or RenderStyle()
-    ink = render_ink(tokens, fontset=str(rng.choice(list(style.fontsets))),
+    ink = render_ink(tokens, fontset=pick_fontset(tokens, rng, style),
                      size_pt=float(rng.uniform(*style.size_pt)),
                      dpi=int(rng.integers(style.dpi[0], style.dpi[1] + 1)))
     pads = rng.integers(style.pad_px[0], style.pad_px[1] + 1, size=4)
