@@ -44,7 +44,8 @@ train-printed: printed-data
 
 # The shipped printed-small: stage 1 is the file shipped before the renderer fix of
 # 2026-12-01 (trained on renderings without visible scripts); stages 2 and 3 continue it
-# at height 48, stage 4 at one symbol size (configs/printed-small-ink.yaml).
+# at height 48, stage 4 at one symbol size (configs/printed-small-ink.yaml), stage 5 the
+# same on renderings that draw \int\limits and \prime legibly (2026-12-02).
 continue-printed: printed-data
 	mkdir -p runs && git show 21f703a:texlens/weights/printed-small.pt > runs/printed-small-v1.pt
 	$(BIN)/texlens train configs/printed-small-continue.yaml
@@ -53,7 +54,11 @@ continue-printed: printed-data
 	    --set train.scheduler=cosine --set train.max_steps=4500 --set train.max_time_min=62 \
 	    --set train.seed=2 --set train.out_dir=runs/printed-small-continue2
 	$(BIN)/texlens train configs/printed-small-ink.yaml
-	$(BIN)/texlens export runs/printed-small-ink/model.pt --out texlens/weights/printed-small.pt --half
+	$(BIN)/texlens train configs/printed-small-ink.yaml \
+	    --set train.init_from=runs/printed-small-ink/model.pt --set train.lr=0.0004 \
+	    --set train.max_steps=6000 --set train.max_time_min=110 \
+	    --set train.seed=4 --set train.out_dir=runs/printed-small-legible
+	$(BIN)/texlens export runs/printed-small-legible/model.pt --out texlens/weights/printed-small.pt --half
 
 # Handwriting data (needs ../shared/data/crohme; research licence: it stays under data/,
 # which git ignores). Rendered CROHME train/val ink, the standard 2014 test bitmaps, our
