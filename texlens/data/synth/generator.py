@@ -115,8 +115,8 @@ class FormulaGenerator:
         body = self.expr(depth + 1, 2)
         if r < 0.35:
             i = self.rng.choice("iknj")
-            # mathtext sets \\sum's bounds above and below with or without \\limits, so
-            # "\\sum \\limits" could not be read back from its image (CROHME never
+            # mathtext sets \sum's bounds above and below with or without \limits, so
+            # "\sum \limits" could not be read back from its image (CROHME never
             # writes it). The draw stays so that every other formula of a seed stays.
             self.rng.random()
             return ["\\sum", "_", "{", i, "=", *self.number(), "}",

@@ -71,8 +71,9 @@ def _body(tokens: Sequence[str]) -> str:
     while i < len(tokens):
         t = tokens[i]
         if t == "\\limits":
-            # Bounds of the operator before it go above and below it. mathtext already
-            # sets \sum and \lim so; for \int it needs \underset/\overset.
+            # Bounds of the operator before it go above and below it. mathtext has no
+            # \limits; \int needs \underset/\overset (\sum and \lim, which mathtext
+            # already sets so, come out the same).
             scripts: dict[str, list[str]] = {}
             i += 1
             while i + 1 < len(tokens) and tokens[i] in ("_", "^") and tokens[i] not in scripts:
