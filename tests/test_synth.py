@@ -126,9 +126,11 @@ def test_int_limits_sets_bounds_above_and_below():
 
 
 def test_generator_keeps_limits_to_integrals():
-    """``\\sum \\limits`` draws like ``\\sum``: the generator must not write it."""
-    seen = [t[i - 1] for t in draws(0, 3000) for i, tok in enumerate(t) if tok == "\\limits"]
-    assert seen and set(seen) == {"\\int"}
+    """``\\sum \\limits`` draws like ``\\sum`` and ``\\int \\limits f`` like ``\\int f``."""
+    seen = [(t[i - 1], t[i + 1]) for t in draws(0, 3000)
+            for i, tok in enumerate(t) if tok == "\\limits"]
+    # Only after \int, and always with bounds: a bare \limits changes nothing on the page.
+    assert seen and set(seen) == {("\\int", "_")}
 
 
 def _prime_ink(tokens: list[str], fontset: str) -> np.ndarray:

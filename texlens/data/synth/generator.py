@@ -127,7 +127,8 @@ class FormulaGenerator:
             bounds = (["_", "{", *self.atom(), "}", "^", "{", *self.atom(), "}"]
                       if self.rng.random() < 0.7 else [])
             var = self.rng.choice("xtuy")
-            return ["\\int", *lims, *bounds, *body, "d", var]
+            # \limits without bounds changes nothing on the page (in TeX too).
+            return ["\\int", *(lims if bounds else []), *bounds, *body, "d", var]
         var = self.rng.choice("xnth")
         target = ["\\infty"] if self.rng.random() < 0.5 else self.number()
         return ["\\lim", "_", "{", var, "\\rightarrow", *target, "}", *body]
