@@ -86,6 +86,11 @@ class DataConfig:
     max_tokens: int = 150
     val_limit: int = 0  # 0 = whole validation set; else a fixed random subset
     vocab: str | None = None  # dictionary file; None = build from the training captions
+    # Caption style the model reads and writes (texlens.tokens.normalizer): "crohme"
+    # (CROHME's symbols, no \left/\right or fonts; printed-small, handwritten-small) or
+    # "latex" (the canonical form of any LaTeX math, texlens/latex.py; printed-base).
+    # Truth captions are normalised with it before scoring, so raw LaTeX works too.
+    style: str = "crohme"
     augment: AugmentConfig = field(default_factory=AugmentConfig)
 
 

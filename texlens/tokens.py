@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 
 PAD, SOS, EOS, UNK = "<pad>", "<sos>", "<eos>", "<unk>"
 SPECIALS = (PAD, SOS, EOS, UNK)
@@ -158,6 +158,25 @@ def tokenize(latex: str) -> list[str]:
     if depth:
         raise TokenizeError("unbalanced braces in formula")
     return _brace_args(toks)
+
+
+STYLES = ("crohme", "latex")
+
+
+def normalizer(style: str) -> Callable[[str], list[str]]:
+    """The function that turns a LaTeX string into a model's caption tokens.
+
+    "crohme" is :func:`tokenize` (CROHME caption style); "latex" is
+    :func:`texlens.latex.normalize`, the canonical form of any LaTeX math. Both accept
+    their own output unchanged, so already tokenised captions pass through.
+    """
+    if style == "crohme":
+        return tokenize
+    if style == "latex":
+        from texlens.latex import normalize  # imported late: it needs pylatexenc
+
+        return normalize
+    raise ValueError(f"unknown caption style {style!r}; choose from {', '.join(STYLES)}")
 
 
 def join(tokens: Iterable[str]) -> str:
