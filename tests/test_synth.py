@@ -7,8 +7,8 @@ import functools
 import numpy as np
 import pytest
 
+from texlens.data.splits import expression_split
 from texlens.data.synth.dataset import (
-    caption_split,
     read_caption_file,
     synth_dataset,
 )
@@ -218,9 +218,22 @@ def test_caption_splits_are_disjoint_and_cover_all(tmp_path):
     assert not keys["train"] & keys["heldout"]
     assert not keys["val"] & keys["heldout"]
     assert keys["train"] | keys["val"] | keys["heldout"] == {k for k, _ in rows}
-    # Roughly 85 / 5 / 10 percent, and the split of a key never changes.
+    # Roughly 85 / 5 / 10 percent, and the side is the expression's, not the key's.
     assert len(keys["train"]) > len(keys["heldout"]) > 0 and len(keys["val"]) > 0
-    assert all(caption_split(k) == s for s, ks in keys.items() for k in ks)
+    assert all(expression_split(" ".join(t)) == s for s, r in parts.items() for _, t in r)
+
+
+def test_one_expression_is_on_one_side_whatever_its_keys(tmp_path):
+    # CROHME has an expression from many writers: all of them must land together.
+    path = tmp_path / "caps.txt"
+    exprs = [f"x ^ {{ {i} }} + y" for i in range(40)]
+    path.write_text("".join(f"w{w}_{i}\t{e}\n" for w in range(5) for i, e in enumerate(exprs)),
+                    encoding="utf-8")
+    sides = {s: {" ".join(t) for _, t in read_caption_file(path, s)}
+             for s in ("train", "val", "heldout")}
+    assert not sides["train"] & (sides["val"] | sides["heldout"])
+    assert sum(len(v) for v in sides.values()) == 40
+    assert expression_split("x  +\t1") == expression_split("x + 1")
 
 
 def test_caption_file_errors(tmp_path):
