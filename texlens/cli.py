@@ -379,6 +379,52 @@ def data_synth(
     print(f"wrote {res['written']} images to {out} ({res['failed']} failed to render)")
 
 
+@data_app.command("corpus")
+def data_corpus(
+    formulas: Annotated[list[Path], typer.Argument(
+        help="Formula files (one LaTeX formula per line, or key<TAB>latex) or folders of "
+             "them, e.g. ../shared/data/formulas.")],
+    out: Annotated[Path, typer.Option(help="Output folder: train/val/heldout.txt, stats.")],
+    style: Annotated[str, typer.Option(help="Caption style: latex or crohme.")] = "latex",
+    sample: Annotated[int, typer.Option(
+        min=0, help="Also write train-weighted.txt: this many training captions drawn with "
+                    "source shares ~ size^alpha.")] = 0,
+    alpha: Annotated[float, typer.Option(min=0.0, max=1.0)] = 0.5,
+    seed: Annotated[int, typer.Option(help="Seed of the weighted draw.")] = 0,
+    workers: Annotated[int, typer.Option(min=1)] = 2,
+) -> None:
+    """Normalise real formulas, split them by expression and weight their sources."""
+    from texlens.data.corpus import (
+        build_corpus,
+        corpus_files,
+        read_formula_file,
+        weighted_sample,
+        write_corpus,
+    )
+    try:
+        files = [f for root in formulas for f in corpus_files(root)]
+        rows = [r for f in files for r in read_formula_file(f)]
+        with _progress() as prog:
+            task = prog.add_task("normalising", total=len(rows))
+            rep = build_corpus(rows, style, workers, progress=lambda k: prog.advance(task, k))
+        write_corpus(rep, out)
+        if sample:
+            train = [(k, t) for _, k, t in rep.splits["train"]]
+            drawn = weighted_sample(train, sample, seed, alpha)
+            (out / "train-weighted.txt").write_text(
+                "".join(f"{k}\t{t}\n" for k, t in drawn), encoding="utf-8")
+    except (ValueError, OSError) as e:
+        _fail(str(e))
+    table = Table(title=f"corpus {out}")
+    for col in ("source", "lines", "failed", "too_long", "duplicates", *rep.splits):
+        table.add_column(col, justify="left" if col == "source" else "right")
+    for src, st in sorted(rep.stats.items()):
+        table.add_row(src, *(str(st.get(c, 0)) for c in ("lines", "failed", "too_long",
+                                                          "duplicates", *rep.splits)))
+    Console().print(table)
+    print(f"problems: {len(rep.problems)} (listed in {out / 'problems.txt'})")
+
+
 @data_app.command("crohme")
 def data_crohme(
     inkml: Annotated[Path, typer.Option(
