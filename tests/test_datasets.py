@@ -491,3 +491,28 @@ def test_sampler_ranks_get_disjoint_batches():
     assert len({len(b) for b in per_rank}) == 1  # same number of steps on every rank
     assert len(seen) == len(set(seen))  # no sample on two ranks
     assert len(seen) >= len(widths) - world * 4
+
+
+def test_page_augment_keeps_the_formula_readable_after_preprocessing():
+    # Screenshot/scan looks are applied before preprocessing; polarity detection and ink
+    # normalisation must still give an ink-bright image with the same symbol size.
+    import pickle
+
+    from texlens.config import AugmentConfig, DataConfig
+    from texlens.data.transforms import build_page_augment, ink_height, preprocess
+
+    assert build_page_augment(AugmentConfig()) is None  # off unless asked for
+    page = build_page_augment(AugmentConfig(p_margin=1, p_tint=1, p_downscale=0, p_jpeg=1))
+    pickle.dumps(page)  # data-loader workers need it
+    img = np.full((60, 200), 255, np.uint8)
+    for x in range(10, 190, 20):  # a row of 'symbols' 20 px high
+        img[20:40, x:x + 8] = 0
+    cfg = DataConfig(size_mode="scale", scale=1.0, ink_height=10, ink_tolerance=1.0,
+                     height=128, max_width=800)
+    for _ in range(10):
+        out = page(image=img)["image"]
+        assert out.shape[0] >= 60 and out.shape[1] >= 200
+        assert int(out.max()) - int(out.min()) < 255  # toned toward grey
+        ready = preprocess(out, cfg)
+        assert ready[0].mean() < 128 and ready.max() > 128  # ink bright, paper dark
+        assert ink_height(ready) == pytest.approx(10, abs=2)

@@ -60,6 +60,14 @@ class AugmentConfig:
     p_blur: float = 0.15
     p_noise: float = 0.2
     p_morph: float = 0.2  # thinner / thicker strokes
+    # Screenshot and scan looks, applied to the image as loaded (before polarity, ink
+    # normalisation and resizing; texlens.data.transforms.build_page_augment). Off by
+    # default: the configs of printed-small and handwritten-small predate them.
+    p_margin: float = 0.0  # extra paper around the formula, 0-max_margin px a side
+    max_margin: int = 24
+    p_tint: float = 0.0  # paper and ink tones moved toward grey, a lighting gradient
+    p_downscale: float = 0.0  # down-and-up scaling: a low-resolution screenshot
+    p_jpeg: float = 0.0  # JPEG artefacts
 
 
 @dataclass

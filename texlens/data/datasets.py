@@ -34,6 +34,7 @@ from texlens.config import DataConfig
 from texlens.data.image import IMAGE_SUFFIXES, ImageError, image_size, load_image
 from texlens.data.transforms import (
     build_augment,
+    build_page_augment,
     normalises_ink,
     preprocess,
     target_size,
@@ -168,6 +169,7 @@ class FormulaDataset(Dataset):
         self.vocab = vocab
         self.cfg = cfg
         self.augment = build_augment(cfg.augment) if train else None
+        self.page_augment = build_page_augment(cfg.augment) if train else None
 
     def __len__(self) -> int:
         return len(self.samples)
@@ -195,7 +197,10 @@ class FormulaDataset(Dataset):
     def __getitem__(self, i: int) -> dict | None:
         s = self.samples[i]
         try:
-            img = preprocess(load_image(s.image), self.cfg)
+            img = load_image(s.image)
+            if self.page_augment is not None:
+                img = self.page_augment(image=img)["image"]
+            img = preprocess(img, self.cfg)
         except ImageError as e:
             # The file changed since the scan: report and drop it from the batch.
             print(f"warning: {s.where}: {e}; sample skipped")

@@ -13,6 +13,8 @@ inputs that were not (see :func:`normalise_ink`).
 
 from __future__ import annotations
 
+from functools import partial
+
 import albumentations as A
 import cv2
 import numpy as np
@@ -108,6 +110,44 @@ def build_augment(cfg: AugmentConfig) -> A.Compose | None:
                  A.Morphological(scale=(2, 2), operation="erosion")], p=cfg.p_morph),
         A.GaussianBlur(blur_limit=(3, 3), p=cfg.p_blur),
         A.GaussNoise(std_range=(0.02, 0.08), p=cfg.p_noise),
+    ])
+
+
+def _margin(img: np.ndarray, max_px: int, **_: object) -> np.ndarray:
+    rng = np.random.default_rng()
+    border = np.concatenate([img[0], img[-1], img[:, 0], img[:, -1]])
+    top, bottom, left, right = (int(v) for v in rng.integers(0, max_px + 1, size=4))
+    return cv2.copyMakeBorder(img, top, bottom, left, right, cv2.BORDER_CONSTANT,
+                              value=int(np.median(border)))
+
+
+def _tint(img: np.ndarray, **_: object) -> np.ndarray:
+    """Paper and ink moved toward each other (grey paper, grey ink: a photo, a tinted
+    web page) and a linear lighting ramp; either polarity, the order of tones is kept."""
+    rng = np.random.default_rng()
+    lo, hi = rng.uniform(0, 90), rng.uniform(165, 255)
+    out = lo + (hi - lo) * (img.astype(np.float32) / 255.0)
+    h, w = img.shape[:2]
+    ramp = np.linspace(1.0, rng.uniform(0.8, 1.0), w if rng.random() < 0.5 else h)
+    out *= ramp[None, :] if ramp.size == w else ramp[:, None]
+    return np.clip(out, 0, 255).astype(np.uint8)
+
+
+def build_page_augment(cfg: AugmentConfig) -> A.Compose | None:
+    """Augmentation of the image as loaded, before :func:`preprocess`: what screenshots and
+    scans do to a formula (margins, tones, low resolution, JPEG). Before preprocessing,
+    because polarity detection and ink normalisation must cope with them at inference too."""
+    probs = (cfg.p_margin, cfg.p_tint, cfg.p_downscale, cfg.p_jpeg)
+    if not cfg.enabled or not any(probs):
+        return None
+    return A.Compose([
+        # Module-level functions, not lambdas: data-loader workers pickle the pipeline.
+        A.Lambda(image=partial(_margin, max_px=cfg.max_margin), p=cfg.p_margin),
+        A.Lambda(image=_tint, p=cfg.p_tint),
+        A.Downscale(scale_range=(0.45, 0.9), p=cfg.p_downscale,
+                    interpolation_pair={"downscale": cv2.INTER_AREA,
+                                        "upscale": cv2.INTER_LINEAR}),
+        A.ImageCompression(quality_range=(25, 90), p=cfg.p_jpeg),
     ])
 
 
