@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: setup demo test lint bench printed-data train-printed continue-printed handwritten-data train-handwritten clean
+.PHONY: setup demo test mathjax tex lint bench printed-data train-printed continue-printed handwritten-data train-handwritten clean
 
 setup: $(STAMP)
 
@@ -19,9 +19,29 @@ demo: setup
 	$(BIN)/texlens predict examples/printed/images
 	$(BIN)/texlens evaluate --data examples/printed --json outputs/demo-eval.json
 
-test: setup
+test: setup mathjax tex
 	$(BIN)/ruff check texlens tests benchmarks
 	$(BIN)/python -m pytest tests
+
+# MathJax + resvg for the web rendering family (texlens/data/synth/mathjax.py): npm
+# modules pinned by package-lock.json. Without npm the MathJax tests skip, saying why.
+MATHJAX_JS := texlens/data/synth/js
+mathjax: $(MATHJAX_JS)/node_modules/.package-lock.json
+
+$(MATHJAX_JS)/node_modules/.package-lock.json: $(MATHJAX_JS)/package-lock.json
+	@if command -v npm >/dev/null; then cd $(MATHJAX_JS) && npm ci --no-audit --no-fund; \
+	else echo "npm not found (apt-get install nodejs npm): MathJax tests will skip"; fi
+
+# Real TeX for `texlens data render` (texlens/data/synth/tex.py): Debian's texlive and
+# dvipng, installed only when tex_missing() finds something absent. latex-extra and
+# plain-generic hold files newtx, libertine and kpfonts load (xstring, fontaxes, binhex).
+TEX_DEBS := texlive-latex-base texlive-latex-recommended texlive-latex-extra \
+	texlive-fonts-recommended texlive-fonts-extra texlive-plain-generic tex-gyre lmodern dvipng
+tex: setup
+	@$(BIN)/python -c "import sys; from texlens.data.synth.tex import tex_missing as m; \
+	sys.exit(m() is not None)" || { $$([ "$$(id -u)" = 0 ] || echo sudo) apt-get update -q \
+	&& DEBIAN_FRONTEND=noninteractive $$([ "$$(id -u)" = 0 ] || echo sudo) \
+	apt-get install -y -q $(TEX_DEBS); }
 
 lint: setup
 	$(BIN)/ruff check texlens tests benchmarks

@@ -66,38 +66,61 @@ def predict(
         help="Shipped model name or checkpoint path; repeat for an ensemble.")] = None,
     batch_size: Annotated[int, typer.Option(min=1)] = 16,
     beam: Annotated[int, typer.Option(min=1, help="Beam width; 1 = greedy.")] = 1,
-    json_out: Annotated[bool, typer.Option("--json", help="One JSON object per line.")] = False,
+    fmt: Annotated[str, typer.Option(
+        "--format", help="latex | inline | display | mathml | json (one object per line).")
+    ] = "latex",
+    json_out: Annotated[bool, typer.Option("--json", help="Same as --format json.")] = False,
 ) -> None:
-    """Recognise formula images; prints file<TAB>latex per image."""
+    """Recognise formula images; prints file<TAB>output per image (or JSON lines)."""
     from texlens.data.image import ImageError
+    from texlens.formats import FormatError, check_format, to_json, to_text
     from texlens.recognizer import DEFAULT_MODEL, Recognizer
+    fmt = "json" if json_out else fmt
     try:
+        check_format(fmt)
         rec = Recognizer.load(model or [DEFAULT_MODEL])
-    except _known_errors() as e:
+    except (FormatError, *_known_errors()) as e:
         _fail(str(e))
     files = _expand(paths)
     if not files:
         _fail("no images found in " + " ".join(paths))
+    # A bar only on long runs: short ones finish before it would help.
+    show = len(files) > 20 and err.is_terminal
     arrays, ok, bad = [], [], 0
-    for f in files:
-        try:
-            arrays.append(rec.prepare(f))
-            ok.append(f)
-        except ImageError as e:
-            err.print(f"[yellow]skipped:[/yellow] {escape(str(e))}", highlight=False,
-                      soft_wrap=True)
-            bad += 1
-    preds = rec.predict_arrays(arrays, batch_size, beam=beam) if arrays else []
+    with _progress() as bar:
+        task = bar.add_task("reading", total=len(files), visible=show)
+        for f in files:
+            try:
+                arrays.append(rec.prepare(f))
+                ok.append(f)
+            except ImageError as e:
+                bar.console.print(f"[yellow]skipped:[/yellow] {escape(str(e))}",
+                                  highlight=False, soft_wrap=True)
+                bad += 1
+            bar.advance(task)
+        # Batches of similar widths, as predict_arrays makes them, one at a time so the
+        # bar moves; every image gets the answer it would get in one call.
+        order = sorted(range(len(arrays)), key=lambda i: arrays[i].shape[-1])
+        preds: list = [None] * len(arrays)
+        task = bar.add_task("recognising", total=len(arrays), visible=show)
+        for start in range(0, len(order), batch_size):
+            idx = order[start:start + batch_size]
+            for i, p in zip(idx, rec.predict_arrays([arrays[i] for i in idx], batch_size,
+                                                    beam=beam), strict=True):
+                preds[i] = p
+            bar.advance(task, len(idx))
     for f, p in zip(ok, preds, strict=True):
-        if json_out:
-            row = {"file": str(f), "latex": p.latex, "confidence": round(p.confidence, 4)}
-            if p.nbest:
-                row["nbest"] = [{"latex": t, "score": round(s, 4)} for t, s in p.nbest]
-            print(json.dumps(row))
-        else:
-            print(f"{f}\t{p.latex}")
+        if fmt == "json":
+            print(json.dumps({"file": str(f), **to_json(p)}))
+            continue
+        try:
+            print(f"{f}\t{to_text(p, fmt)}")
+        except FormatError as e:
+            err.print(f"[yellow]not converted:[/yellow] {escape(f'{f}: {e}')}",
+                      highlight=False, soft_wrap=True)
+            bad += 1
     if bad:
-        err.print(f"{bad} of {len(files)} files could not be read")
+        err.print(f"{bad} of {len(files)} files could not be read or converted")
         raise typer.Exit(1)
 
 
@@ -113,23 +136,40 @@ def evaluate(
         help="Per-sample TSV (key, prediction, truth); default next to --json.")] = None,
     on_error: Annotated[str, typer.Option(help="skip or stop on bad samples.")] = "skip",
     limit: Annotated[int, typer.Option(help="Evaluate only the first N samples.")] = 0,
+    render: Annotated[bool | None, typer.Option(
+        "--render/--no-render", help="TeX metrics (render_match, compiles); default: on "
+        "when TeX is installed.")] = None,
 ) -> None:
-    """Score a model on a dataset: sentence accuracy (ExpRate), WER, BLEU, ..."""
+    """Score a model on a dataset: sentence accuracy (ExpRate), WER, BLEU, NED, render match...
+
+    Every line with a caption counts: a truth outside the model's vocabulary, a missing or
+    unreadable image and a caption that does not normalise are scored as wrong and listed.
+    """
     from texlens.evaluate import evaluate as run_eval
+    from texlens.evaluate import tex_unavailable
     from texlens.recognizer import DEFAULT_MODEL, Recognizer
     if on_error not in ("skip", "stop"):
         _fail("--on-error must be skip or stop")
+    no_tex = tex_unavailable() if render is not False else None
+    if render and no_tex:
+        _fail(f"--render needs TeX: {no_tex}")
+    if render is None:
+        render = no_tex is None
+        if no_tex:
+            err.print(f"render metrics skipped: {escape(no_tex)}", highlight=False)
     try:
         rec = Recognizer.load(model or [DEFAULT_MODEL])
         with _progress() as prog:
             task = prog.add_task("evaluating", total=None)
             result = run_eval(rec, data, batch_size, on_error, limit, beam=beam,
-                              progress=lambda k: prog.advance(task, k))
+                              progress=lambda k: prog.advance(task, k), render=render)
     except _known_errors() as e:
         _fail(str(e))
     for p in result["problems"][:20]:
-        err.print(f"[yellow]skipped:[/yellow] {escape(p)}", highlight=False,
+        err.print(f"[yellow]problem:[/yellow] {escape(p)}", highlight=False,
                   soft_wrap=True)
+    if len(result["problems"]) > 20:
+        err.print(f"{len(result['problems'])} problems, 20 shown")
     m = result["metrics"]
     table = Table(title=f"{rec.name} on {data}")
     table.add_column("metric")
@@ -147,10 +187,13 @@ def evaluate(
         samples = samples or json_path.with_suffix(".samples.tsv")
     if samples:
         with open(samples, "w", encoding="utf-8") as f:
-            f.write("key\tprediction\ttruth\tcorrect\tconfidence\n")
+            f.write("key\tprediction\ttruth\tcorrect\tconfidence"
+                    + ("\trender_match\tcompiles\n" if render else "\n"))
             for r in result["rows"]:
                 f.write(f"{r['key']}\t{r['prediction']}\t{r['truth']}\t{int(r['correct'])}\t"
-                        f"{r['confidence']}\n")
+                        f"{r['confidence']}")
+                f.write(f"\t{int(r['render_match'])}\t{int(r['compiles'])}\n" if render
+                        else "\n")
 
 
 @app.command()
@@ -346,6 +389,34 @@ def export(
 
 
 @app.command()
+def serve(
+    model: Annotated[list[str] | None, typer.Option(
+        help="Model to serve (shipped name or checkpoint); repeat for several. "
+             "Default: printed-small and handwritten-small.")] = None,
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(min=0, max=65535)] = 8000,
+    threads: Annotated[int | None, typer.Option(
+        min=1, help="torch threads for inference (default: torch's choice).")] = None,
+    max_batch: Annotated[int, typer.Option(min=1, help="Most images per model call.")] = 16,
+    batch_wait_ms: Annotated[float, typer.Option(
+        min=0, help="How long a batch waits for more images.")] = 10.0,
+) -> None:
+    """HTTP API (/v1/predict, /v1/predict/ink, /docs) and the web page at /."""
+    import torch
+    import uvicorn
+
+    from texlens.server.app import DEFAULT_MODELS, create_app
+    if threads:
+        torch.set_num_threads(threads)
+    try:
+        api = create_app(model or list(DEFAULT_MODELS), max_batch, batch_wait_ms)
+    except _known_errors() as e:
+        _fail(str(e))
+    err.print(f"texlens: http://{host}:{port}/ (API docs: /docs)", highlight=False)
+    uvicorn.run(api, host=host, port=port, log_level="info")
+
+
+@app.command()
 def models() -> None:
     """List the shipped models."""
     from texlens.recognizer import WEIGHTS_DIR, shipped_models
@@ -377,6 +448,31 @@ def data_synth(
     except (ValueError, OSError) as e:
         _fail(str(e))
     print(f"wrote {res['written']} images to {out} ({res['failed']} failed to render)")
+
+
+@data_app.command("generate")
+def data_generate(
+    out: Annotated[Path, typer.Option(help="Output file: key<TAB>tokens lines.")],
+    n: Annotated[int, typer.Option(min=1, help="Number of formulas.")] = 1000,
+    seed: Annotated[int, typer.Option(help="Same seed, same file.")] = 0,
+    max_tokens: Annotated[int, typer.Option(min=5, help="Longest formula, in tokens.")] = 250,
+    vocab: Annotated[Path | None, typer.Option(
+        help="Write only tokens of this vocabulary (one token per line).")] = None,
+) -> None:
+    """Write random formulas over the full LaTeX vocabulary (input of `data render`)."""
+    from texlens.data.synth.latex_gen import unplaceable, write_formulas
+    from texlens.tokens import SPECIALS, Vocab
+    try:
+        toks = [t for t in Vocab.from_file(str(vocab)).itos if t not in SPECIALS] if vocab else None
+        lengths = write_formulas(out, n, seed, max_tokens, toks)
+    except (ValueError, OSError, RuntimeError) as e:
+        _fail(f"{vocab}: {e}" if vocab and not isinstance(e, OSError) else str(e))
+    mean = sum(k * v for k, v in lengths.items()) / n
+    print(f"wrote {n} formulas to {out} (length {min(lengths)}..{max(lengths)}, "
+          f"mean {mean:.0f} tokens)")
+    if toks is not None:
+        left = unplaceable(toks)
+        print(f"{len(left)} vocabulary tokens the grammar cannot place: {' '.join(left)}")
 
 
 @data_app.command("corpus")
@@ -423,6 +519,50 @@ def data_corpus(
                                                           "duplicates", *rep.splits)))
     Console().print(table)
     print(f"problems: {len(rep.problems)} (listed in {out / 'problems.txt'})")
+
+
+@data_app.command("render")
+def data_render(
+    captions: Annotated[Path, typer.Option(
+        help="key<TAB>caption lines, or one formula per line (keyed by line number).")],
+    out: Annotated[Path, typer.Option(help="Output dataset directory (KEY.png, caption.txt).")],
+    n: Annotated[int | None, typer.Option(min=1, help="Only the first N formulas.")] = None,
+    seed: Annotated[int, typer.Option(min=0, help="Same seed, same bytes.")] = 0,
+    workers: Annotated[int, typer.Option(min=1, help="Rendering processes.")] = 1,
+    fonts: Annotated[str | None, typer.Option(
+        help="Comma-separated font families (default: all of the engine's).")] = None,
+    dpi: Annotated[str, typer.Option(help="MIN,MAX resolution range, or one value.")] =
+        "90,300",
+    display_prob: Annotated[float, typer.Option(
+        min=0.0, max=1.0, help="Share of formulas set in display style.")] = 0.5,
+    engine: Annotated[str, typer.Option(
+        help="Typesetting engine: a name in tex_dataset.ENGINES (tex, ...).")] = "tex",
+) -> None:
+    """Typeset formulas with real TeX (random font family, dpi, style, margins per sample)."""
+    from texlens.data.synth.tex import tex_missing
+    from texlens.data.synth.tex_dataset import read_formulas, render_dataset
+    try:
+        lo, _, hi = dpi.partition(",")
+        dpi_range = (int(lo), int(hi or lo))
+    except ValueError:
+        _fail(f"--dpi: expected MIN,MAX or one integer, not {dpi!r}")
+    if engine == "tex" and tex_missing():
+        _fail(f"cannot typeset: {tex_missing()}")
+    try:
+        formulas = read_formulas(captions)[:n]
+        with _progress() as prog:
+            task = prog.add_task("typesetting", total=len(formulas))
+            res = render_dataset(out, formulas, seed, fonts.split(",") if fonts else None,
+                                 dpi_range, display_prob, engine, workers, source=str(captions),
+                                 progress=lambda k: prog.advance(task, k))
+    except (ValueError, OSError, RuntimeError) as e:
+        _fail(str(e))
+    for line in res["problems"][:20]:
+        err.print(escape(line.replace("\t", "  ")), highlight=False, soft_wrap=True)
+    if res["failed"] > 20:
+        err.print(f"... {res['failed'] - 20} more", highlight=False)
+    print(f"wrote {res['written']} images to {out} ({res['failed']} did not typeset: "
+          f"{out / 'problems.txt'})")
 
 
 @data_app.command("crohme")
