@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: setup demo test mathjax tex lint bench printed-data train-printed continue-printed handwritten-data train-handwritten clean
+.PHONY: setup demo test mathjax tex lint bench printed-data train-printed continue-printed handwritten-data train-handwritten base-data clean
 
 setup: $(STAMP)
 
@@ -100,6 +100,29 @@ handwritten-data: setup
 train-handwritten: handwritten-data
 	$(BIN)/texlens train configs/handwritten-pretrain.yaml
 	$(BIN)/texlens train configs/handwritten-small.yaml
+
+# Data of printed-base (configs/printed-base.yaml): the real formulas of
+# ../shared/data/formulas normalised and split by expression, drawn with source weights;
+# random full-vocabulary formulas; the CROHME captions (text only). Typeset by TeX in 10
+# font families, a fifth of the real ones by MathJax. About an hour on 2 cores.
+FORMULAS := ../shared/data/formulas
+BASE     := data/base
+base-data: setup tex mathjax
+	$(BIN)/texlens data corpus $(FORMULAS) --out $(BASE)/corpus
+	$(BIN)/texlens data corpus $(CAPTIONS) --out $(BASE)/crohme
+	$(BIN)/texlens data sample $(BASE)/corpus/train.txt --n 48000 --seed 1 --out $(BASE)/train-tex.txt
+	$(BIN)/texlens data sample $(BASE)/corpus/train.txt --n 12000 --seed 2 --out $(BASE)/train-mathjax.txt
+	$(BIN)/texlens data sample $(BASE)/corpus/val.txt --n 1000 --seed 3 --out $(BASE)/val.txt
+	$(BIN)/texlens data sample $(BASE)/corpus/heldout.txt --n 2000 --seed 4 --out $(BASE)/heldout.txt
+	$(BIN)/texlens data generate --n 15000 --seed 1 --out $(BASE)/gen.txt
+	$(BIN)/texlens data render --captions $(BASE)/val.txt --seed 3 --workers 2 --out $(BASE)/val-corpus
+	$(BIN)/texlens data render --captions $(BASE)/crohme/val.txt --seed 5 --workers 2 --out $(BASE)/val-crohme
+	$(BIN)/texlens data render --captions $(BASE)/crohme/train.txt --seed 6 --workers 2 --out $(BASE)/train-crohme
+	$(BIN)/texlens data render --captions $(BASE)/train-tex.txt --seed 1 --workers 2 --out $(BASE)/train-corpus
+	$(BIN)/texlens data render --captions $(BASE)/gen.txt --seed 7 --workers 2 --out $(BASE)/train-gen
+	$(BIN)/texlens data render --captions $(BASE)/train-mathjax.txt --engine mathjax --seed 2 --workers 2 --out $(BASE)/train-corpus-mathjax
+	$(BIN)/texlens data render --captions $(BASE)/heldout.txt --seed 4 --workers 2 --out $(BASE)/test-corpus
+	$(BIN)/texlens data render --captions $(BASE)/crohme/heldout.txt --seed 8 --workers 2 --out $(BASE)/test-crohme
 
 clean:
 	rm -rf $(VENV) outputs .pytest_cache

@@ -69,13 +69,16 @@ def test_weighted_sample_shares_follow_size_to_the_alpha():
         weighted_sample([], 3)
 
 
-def test_data_corpus_cli(tmp_path):
+def test_data_corpus_and_sample_cli(tmp_path):
     (tmp_path / "src").mkdir()
     _book(tmp_path / "src", "b1", [f"x + {i}" for i in range(40)] + ["\\frac{"])
     res = invoke("data", "corpus", tmp_path / "src", "--out", tmp_path / "c", "--style",
-                 "crohme", "--sample", "50", "--workers", "1")
+                 "crohme", "--workers", "1")
     assert res.exit_code == 0, res.output
-    assert len((tmp_path / "c" / "train-weighted.txt").read_text().splitlines()) == 50
     assert "b1.txt:41" in (tmp_path / "c" / "problems.txt").read_text()
+    res = invoke("data", "sample", tmp_path / "c" / "train.txt", "--out", tmp_path / "w.txt",
+                 "--n", "50")
+    assert res.exit_code == 0, res.output
+    assert len((tmp_path / "w.txt").read_text().splitlines()) == 50
     bad = invoke("data", "corpus", tmp_path / "nope", "--out", tmp_path / "d")
     assert bad.exit_code != 0 and "nope" in bad.output

@@ -482,21 +482,10 @@ def data_corpus(
              "them, e.g. ../shared/data/formulas.")],
     out: Annotated[Path, typer.Option(help="Output folder: train/val/heldout.txt, stats.")],
     style: Annotated[str, typer.Option(help="Caption style: latex or crohme.")] = "latex",
-    sample: Annotated[int, typer.Option(
-        min=0, help="Also write train-weighted.txt: this many training captions drawn with "
-                    "source shares ~ size^alpha.")] = 0,
-    alpha: Annotated[float, typer.Option(min=0.0, max=1.0)] = 0.5,
-    seed: Annotated[int, typer.Option(help="Seed of the weighted draw.")] = 0,
     workers: Annotated[int, typer.Option(min=1)] = 2,
 ) -> None:
-    """Normalise real formulas, split them by expression and weight their sources."""
-    from texlens.data.corpus import (
-        build_corpus,
-        corpus_files,
-        read_formula_file,
-        weighted_sample,
-        write_corpus,
-    )
+    """Normalise real formulas, de-duplicate them and split them by expression."""
+    from texlens.data.corpus import build_corpus, corpus_files, read_formula_file, write_corpus
     try:
         files = [f for root in formulas for f in corpus_files(root)]
         rows = [r for f in files for r in read_formula_file(f)]
@@ -504,11 +493,6 @@ def data_corpus(
             task = prog.add_task("normalising", total=len(rows))
             rep = build_corpus(rows, style, workers, progress=lambda k: prog.advance(task, k))
         write_corpus(rep, out)
-        if sample:
-            train = [(k, t) for _, k, t in rep.splits["train"]]
-            drawn = weighted_sample(train, sample, seed, alpha)
-            (out / "train-weighted.txt").write_text(
-                "".join(f"{k}\t{t}\n" for k, t in drawn), encoding="utf-8")
     except (ValueError, OSError) as e:
         _fail(str(e))
     table = Table(title=f"corpus {out}")
@@ -521,48 +505,26 @@ def data_corpus(
     print(f"problems: {len(rep.problems)} (listed in {out / 'problems.txt'})")
 
 
-@data_app.command("render")
-def data_render(
-    captions: Annotated[Path, typer.Option(
-        help="key<TAB>caption lines, or one formula per line (keyed by line number).")],
-    out: Annotated[Path, typer.Option(help="Output dataset directory (KEY.png, caption.txt).")],
-    n: Annotated[int | None, typer.Option(min=1, help="Only the first N formulas.")] = None,
-    seed: Annotated[int, typer.Option(min=0, help="Same seed, same bytes.")] = 0,
-    workers: Annotated[int, typer.Option(min=1, help="Rendering processes.")] = 1,
-    fonts: Annotated[str | None, typer.Option(
-        help="Comma-separated font families (default: all of the engine's).")] = None,
-    dpi: Annotated[str, typer.Option(help="MIN,MAX resolution range, or one value.")] =
-        "90,300",
-    display_prob: Annotated[float, typer.Option(
-        min=0.0, max=1.0, help="Share of formulas set in display style.")] = 0.5,
-    engine: Annotated[str, typer.Option(
-        help="Typesetting engine: a name in tex_dataset.ENGINES (tex, ...).")] = "tex",
+@data_app.command("sample")
+def data_sample(
+    captions: Annotated[Path, typer.Argument(help="key<TAB>tokens file (data corpus output).")],
+    out: Annotated[Path, typer.Option(help="Output key<TAB>tokens file.")],
+    n: Annotated[int, typer.Option(min=1, help="Captions to draw.")],
+    alpha: Annotated[float, typer.Option(
+        min=0.0, max=1.0, help="A source's share ~ its size^alpha (1: as they come).")] = 0.5,
+    seed: Annotated[int, typer.Option()] = 0,
 ) -> None:
-    """Typeset formulas with real TeX (random font family, dpi, style, margins per sample)."""
-    from texlens.data.synth.tex import tex_missing
-    from texlens.data.synth.tex_dataset import read_formulas, render_dataset
+    """Draw captions with source weights (one book is 82% of the corpus lines)."""
+    from texlens.data.corpus import weighted_sample
+    from texlens.data.synth.dataset import read_caption_file
     try:
-        lo, _, hi = dpi.partition(",")
-        dpi_range = (int(lo), int(hi or lo))
-    except ValueError:
-        _fail(f"--dpi: expected MIN,MAX or one integer, not {dpi!r}")
-    if engine == "tex" and tex_missing():
-        _fail(f"cannot typeset: {tex_missing()}")
-    try:
-        formulas = read_formulas(captions)[:n]
-        with _progress() as prog:
-            task = prog.add_task("typesetting", total=len(formulas))
-            res = render_dataset(out, formulas, seed, fonts.split(",") if fonts else None,
-                                 dpi_range, display_prob, engine, workers, source=str(captions),
-                                 progress=lambda k: prog.advance(task, k))
-    except (ValueError, OSError, RuntimeError) as e:
+        rows = [(k, " ".join(t)) for k, t in read_caption_file(captions)]
+        drawn = weighted_sample(rows, n, seed, alpha)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text("".join(f"{k}\t{t}\n" for k, t in drawn), encoding="utf-8")
+    except (ValueError, OSError) as e:
         _fail(str(e))
-    for line in res["problems"][:20]:
-        err.print(escape(line.replace("\t", "  ")), highlight=False, soft_wrap=True)
-    if res["failed"] > 20:
-        err.print(f"... {res['failed'] - 20} more", highlight=False)
-    print(f"wrote {res['written']} images to {out} ({res['failed']} did not typeset: "
-          f"{out / 'problems.txt'})")
+    print(f"wrote {len(drawn)} captions to {out}")
 
 
 @data_app.command("crohme")
