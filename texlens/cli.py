@@ -527,6 +527,50 @@ def data_sample(
     print(f"wrote {len(drawn)} captions to {out}")
 
 
+@data_app.command("render")
+def data_render(
+    captions: Annotated[Path, typer.Option(
+        help="key<TAB>caption lines, or one formula per line (keyed by line number).")],
+    out: Annotated[Path, typer.Option(help="Output dataset directory (KEY.png, caption.txt).")],
+    n: Annotated[int | None, typer.Option(min=1, help="Only the first N formulas.")] = None,
+    seed: Annotated[int, typer.Option(min=0, help="Same seed, same bytes.")] = 0,
+    workers: Annotated[int, typer.Option(min=1, help="Rendering processes.")] = 1,
+    fonts: Annotated[str | None, typer.Option(
+        help="Comma-separated font families (default: all of the engine's).")] = None,
+    dpi: Annotated[str, typer.Option(help="MIN,MAX resolution range, or one value.")] =
+        "90,300",
+    display_prob: Annotated[float, typer.Option(
+        min=0.0, max=1.0, help="Share of formulas set in display style.")] = 0.5,
+    engine: Annotated[str, typer.Option(
+        help="Typesetting engine: a name in tex_dataset.ENGINES (tex, ...).")] = "tex",
+) -> None:
+    """Typeset formulas with real TeX (random font family, dpi, style, margins per sample)."""
+    from texlens.data.synth.tex import tex_missing
+    from texlens.data.synth.tex_dataset import read_formulas, render_dataset
+    try:
+        lo, _, hi = dpi.partition(",")
+        dpi_range = (int(lo), int(hi or lo))
+    except ValueError:
+        _fail(f"--dpi: expected MIN,MAX or one integer, not {dpi!r}")
+    if engine == "tex" and tex_missing():
+        _fail(f"cannot typeset: {tex_missing()}")
+    try:
+        formulas = read_formulas(captions)[:n]
+        with _progress() as prog:
+            task = prog.add_task("typesetting", total=len(formulas))
+            res = render_dataset(out, formulas, seed, fonts.split(",") if fonts else None,
+                                 dpi_range, display_prob, engine, workers, source=str(captions),
+                                 progress=lambda k: prog.advance(task, k))
+    except (ValueError, OSError, RuntimeError) as e:
+        _fail(str(e))
+    for line in res["problems"][:20]:
+        err.print(escape(line.replace("\t", "  ")), highlight=False, soft_wrap=True)
+    if res["failed"] > 20:
+        err.print(f"... {res['failed'] - 20} more", highlight=False)
+    print(f"wrote {res['written']} images to {out} ({res['failed']} did not typeset: "
+          f"{out / 'problems.txt'})")
+
+
 @data_app.command("crohme")
 def data_crohme(
     inkml: Annotated[Path, typer.Option(
