@@ -34,11 +34,9 @@ PUBLISHED = [("DWAP", 50.1), ("BTTR", 54.0), ("CoMER", 59.3), ("PosFormer", 62.7
 def score(rec: Recognizer, data: Path, batch_size: int) -> dict:
     t0 = time.perf_counter()
     result = evaluate(rec, data, batch_size)
-    m = result["metrics"]
-    total = m["n"] + m["skipped"]
-    keep = m["n"] / total if total else 0.0  # skipped samples count as wrong
-    return {"total": total, "skipped": m["skipped"], "exprate": m["sentence_acc"] * keep,
-            "le1": m["exprate_le1"] * keep, "le2": m["exprate_le2"] * keep,
+    m = result["metrics"]  # bad samples are already in n, counted wrong
+    return {"total": m["n"], "skipped": m["n_oov"] + m["n_unreadable"] + m["n_bad_truth"],
+            "exprate": m["sentence_acc"], "le1": m["exprate_le1"], "le2": m["exprate_le2"],
             "wer": m["wer"], "seconds": time.perf_counter() - t0}
 
 
@@ -59,7 +57,7 @@ def main() -> None:
         rec = Recognizer.load(name)
         for label, data in (("standard bitmaps", args.images), ("our ink rendering", args.ink)):
             r = score(rec, data, args.batch_size)
-            skipped = f" ({r['skipped']} unscorable)" if r["skipped"] else ""
+            skipped = f" ({r['skipped']} unscorable, wrong)" if r["skipped"] else ""
             lines.append(f"| {name} | {label} | {r['total']}{skipped} | "
                          f"**{100 * r['exprate']:.1f}%** | {100 * r['le1']:.1f}% | "
                          f"{100 * r['le2']:.1f}% | {r['wer']:.3f} | {r['seconds']:.0f} |")

@@ -206,9 +206,12 @@ def test_evaluate_reports_undecodable_images_with_line(messy_dir, tiny_cfg):
     rec = Recognizer(model, cfg, VOCAB)
     result = evaluate(rec, messy_dir)
     cap = str(messy_dir / "caption.txt")
-    assert [r["key"] for r in result["rows"]] == ["good1", "good2", "long"]
+    # One denominator: only the empty caption is left out; bad samples count as wrong.
+    assert [r["key"] for r in result["rows"]] == ["good1", "missing", "trunc", "text", "oov",
+                                                  "good2", "long"]
     assert any(p.startswith(f"{cap}:3:") and "trunc.png" in p for p in result["problems"])
-    assert result["metrics"]["n"] == 3 and result["metrics"]["skipped"] == 5
+    m = result["metrics"]
+    assert (m["n"], m["n_unreadable"], m["n_oov"], m["n_empty"]) == (7, 3, 1, 1)
     with pytest.raises(DatasetError, match="bad samples"):
         evaluate(rec, messy_dir, on_error="stop")
     with pytest.raises(CheckpointError):

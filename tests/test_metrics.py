@@ -1,5 +1,8 @@
 """Tests for texlens.metrics. Expected values are worked out by hand in the comments."""
 
+import math
+
+import numpy as np
 import pytest
 
 from texlens import metrics
@@ -13,6 +16,7 @@ from texlens.metrics import (
     edit_distance,
     exprate_within,
     normalized_edit_distance,
+    render_match,
     sentence_accuracy,
     token_accuracy,
     wer,
@@ -208,6 +212,23 @@ def test_bleu_zero_precision_gives_zero():
     assert bleu([toks("w x y z")], [toks("a b c d")]) == 0.0
 
 
+def test_bleu4_corpus_hand_computed_with_brevity_penalty():
+    # s1 "a b c d e" vs "a b c d e f g": every n-gram matches (5, 4, 3, 2 of them).
+    # s2 "x b c d" vs "a b c d": 1-grams 3/4, 2-grams 2/3 (bc cd), 3-grams 1/2 (bcd), 4-grams 0/1.
+    # corpus p1..p4 = 8/9, 6/7, 4/5, 2/3 (product 384/945); c = 9 < r = 11 -> BP = exp(-2/9).
+    preds = [toks("a b c d e"), toks("x b c d")]
+    refs = [toks("a b c d e f g"), toks("a b c d")]
+    assert bleu(preds, refs) == pytest.approx(math.exp(-2 / 9) * (384 / 945) ** 0.25)
+    assert bleu(refs, refs) == pytest.approx(1.0)
+
+
+def test_ned_divides_by_the_longer_string():
+    # "a b c d e" (9 chars) vs "a" (1 char): 8 deletions / 9. Dividing by the truth's
+    # length (pix2tex) would give 8.
+    assert normalized_edit_distance([toks("a b c d e")], [toks("a")]) == pytest.approx(8 / 9)
+    assert normalized_edit_distance([toks("a b")], [toks("c d")]) == pytest.approx(2 / 3)
+
+
 def test_bleu_invalid_max_n():
     with pytest.raises(ValueError):
         bleu(PREDS, REFS, max_n=0)
@@ -340,3 +361,49 @@ def test_by_length_invalid_bins(bins):
 def test_public_api_listed():
     for name in metrics.__all__:
         assert callable(getattr(metrics, name))
+
+
+# --- render_match ----------------------------------------------------------------------
+
+
+def glyphs(*columns: int, gap: int = 1, pad: int = 0) -> np.ndarray:
+    """A fake typeset formula: ink blocks of the given widths, ``gap`` blank columns apart,
+    inside ``pad`` blank pixels of margin; the second block is half as tall."""
+    h = 6
+    parts = []
+    for k, w in enumerate(columns):
+        block = np.zeros((h, w), np.uint8)
+        block[(h // 2 if k == 1 else 0):, :] = 255
+        parts += [block, np.zeros((h, gap), np.uint8)]
+    img = np.concatenate(parts[:-1], 1)
+    return np.pad(img, pad)
+
+
+def test_render_match_identical_and_margins():
+    a = glyphs(2, 3, 1)
+    assert render_match(a, a.copy())
+    # Margins are cropped away: the same glyphs inside a larger image still match.
+    assert render_match(a, glyphs(2, 3, 1, pad=4))
+    assert render_match(a, glyphs(2, 3, 1, pad=4), ignore_space=True)
+
+
+def test_render_match_shifted_whitespace_only_lenient():
+    a, b = glyphs(2, 3, 1, gap=1), glyphs(2, 3, 1, gap=3)  # wider spaces between glyphs
+    assert not render_match(a, b)
+    assert render_match(a, b, ignore_space=True)
+
+
+def test_render_match_different_glyphs():
+    a = glyphs(2, 3, 1)
+    assert not render_match(a, glyphs(2, 3, 2))
+    assert not render_match(a, glyphs(2, 3, 2), ignore_space=True)
+    flipped = a[::-1]  # same columns' ink counts, different shapes
+    assert not render_match(a, flipped, ignore_space=True)
+
+
+def test_render_match_binarises_coverage_at_half():
+    a = glyphs(2, 3)
+    faint = np.where(a > 0, 200, 40).astype(np.uint8)  # antialiasing-like levels
+    assert render_match(a, faint)
+    assert not render_match(a, np.where(a > 0, 100, 0).astype(np.uint8))  # below half: blank
+    assert render_match(np.zeros((3, 3), np.uint8), np.zeros((5, 1), np.uint8))

@@ -20,7 +20,7 @@ def test_printed_small_is_shipped_and_reads_examples():
     assert "printed-small" in shipped_models()
     result = evaluate(Recognizer.load("printed-small"), EXAMPLES)
     m = result["metrics"]
-    assert m["n"] == 20 and m["skipped"] == 0
+    assert m["n"] == 20 and m["n_oov"] == m["n_unreadable"] == m["n_bad_truth"] == 0
     # Measured 2026-12-02: 0.95 and WER 0.0035 (stage 3, at height 48: 0.75 / 0.022); a
     # broken preprocessing or decoding path drops this to ~0.
     assert m["sentence_acc"] >= 0.8 and m["wer"] < 0.05
@@ -33,7 +33,7 @@ def test_handwritten_small_is_shipped_and_reads_handwritten_examples():
     rec = Recognizer.load("handwritten-small")
     assert rec.cfg.data.size_mode == "scale"
     m = evaluate(rec, EXAMPLES.parent / "handwritten")["metrics"]
-    assert m["n"] == 5 and m["skipped"] == 0
+    assert m["n"] == 5 and m["n_oov"] == m["n_unreadable"] == m["n_bad_truth"] == 0
     # Measured 2026-11-22: WER 0.48 on these five long random formulas (the stage-1 model
     # scored 0.28: stage 2 trains on CROHME-like expressions only), where printed-small
     # scores 0.68; a broken path scores near 1.

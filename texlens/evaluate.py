@@ -1,4 +1,14 @@
-"""Evaluate a recognizer on a dataset directory: metrics plus per-sample rows."""
+"""Evaluate a recognizer on a dataset directory: metrics plus per-sample rows.
+
+One denominator: every line with a non-empty caption is scored (``n``). A sample the
+model cannot get right still counts, as wrong, and is listed with its file and line:
+a truth with tokens outside the model's vocabulary (``n_oov``; the model cannot write
+them), a missing or unreadable image (``n_unreadable``; scored as an empty prediction)
+and a caption that the model's caption style cannot normalise (``n_bad_truth``; scored
+as an empty prediction against the caption split at spaces). Only lines with an empty
+caption are left out (``n_empty``). Truth captions are normalised with the model's
+normaliser (``cfg.data.style``), so raw LaTeX such as ``\\frac12+x^2`` is scored right.
+"""
 
 from __future__ import annotations
 
@@ -9,68 +19,212 @@ from pathlib import Path
 import numpy as np
 
 from texlens import metrics
-from texlens.data.datasets import DatasetError, Sample, scan_dataset
-from texlens.data.image import ImageError
+from texlens.data.datasets import DatasetError, Sample, _read_meta, _read_pairs, read_layout
+from texlens.data.image import ImageError, image_size
 from texlens.data.transforms import ink_height
 from texlens.recognizer import Recognizer
+from texlens.tokens import join, normalizer
+
+
+def list_samples(data: str | Path) -> tuple[list[Sample], list[str]]:
+    """Every line of a dataset with a non-empty caption, in file order, including those
+    whose image is missing (their ``image`` path does not exist: loading it fails and
+    they count as unreadable); and the lines that cannot be scored (empty captions)."""
+    root = Path(data)
+    found, _ = read_layout(root)  # also raises for a directory without an index
+    by_where = {s.where: s for s in found}
+    competition = not (root / "caption.txt").is_file()
+    index = root / ("gt.txt" if competition else "caption.txt")
+    source = _read_meta(root / "source.txt") if competition else {}
+    level = _read_meta(root / "level.txt") if competition else {}
+    samples, excluded = [], []
+    for lineno, key, caption in _read_pairs(index):
+        where = f"{index}:{lineno}"
+        if where in by_where:
+            samples.append(by_where[where])
+        elif not caption.strip():
+            excluded.append(f"{where}: empty caption for {key!r}; not scored")
+        else:  # read_layout found no image for it
+            samples.append(Sample(key, root / key, caption.split(), where, source.get(key),
+                                  level.get(key)))
+    return samples, excluded
+
+
+def check_truths(rec: Recognizer, samples: Sequence[Sample]
+                 ) -> tuple[list[list[str]], list[str | None], list[list[str]], list[str]]:
+    """Normalise each sample's caption with the model's caption style.
+
+    Returns the truths (a caption that fails keeps its space-split tokens), per sample the
+    reason its caption failed (or None), per sample its tokens outside ``rec.vocab``, and
+    the problems found, each naming the file and line.
+    """
+    norm = normalizer(rec.cfg.data.style)
+    truths, bad, unknown, problems = [], [], [], []
+    for s in samples:
+        try:
+            toks = norm(" ".join(s.tokens))
+            if not toks:
+                raise ValueError("nothing left after normalising")
+        except ValueError as e:
+            truths.append(list(s.tokens))
+            bad.append(str(e))
+            unknown.append([])
+            problems.append(f"{s.where}: caption does not normalise "
+                            f"({rec.cfg.data.style} style: {e}); counted wrong")
+            continue
+        unk = sorted(set(rec.vocab.unknown(toks)))
+        if unk:
+            problems.append(f"{s.where}: tokens outside the vocabulary: {' '.join(unk)}; "
+                            "counted wrong")
+        truths.append(toks)
+        bad.append(None)
+        unknown.append(unk)
+    return truths, bad, unknown, problems
+
+
+def tex_unavailable() -> str | None:
+    """Why TeX-based metrics cannot run here, or None when they can."""
+    try:
+        from texlens.data.synth.tex import tex_missing
+    except ImportError as e:
+        return f"texlens.data.synth.tex is not available ({e})"
+    return tex_missing()
 
 
 def evaluate(rec: Recognizer, data: str | Path, batch_size: int = 16, on_error: str = "skip",
              limit: int = 0, beam: int = 1,
-             progress: Callable[[int], None] | None = None) -> dict:
+             progress: Callable[[int], None] | None = None, render: bool = False) -> dict:
     """Returns {"metrics": {...}, "by_length": [...], "by_height": [...],
-    "by_symbol_size": [...], "rows": [...], "problems": [...]}; ``by_height`` groups by
-    the image's pixel height before resizing, ``by_symbol_size`` by the median symbol
-    height (px) in the model's input, after resizing.
+    "by_symbol_size": [...], "rows": [...], "problems": [...]}; ``by_height`` groups the
+    readable images by their pixel height before resizing, ``by_symbol_size`` by the
+    median symbol height (px) in the model's input, after resizing.
 
-    Samples with a missing or unreadable image, an empty caption or a token the
-    model's vocabulary lacks are reported (file and line) and skipped, or stop the
-    evaluation before it starts when ``on_error`` is "stop".
+    Every problem (empty caption, missing or unreadable image, caption that does not
+    normalise, token outside the vocabulary) is listed with its file and line; see the
+    module docstring for how each is counted. With ``on_error="stop"`` any of them,
+    found before decoding, raises DatasetError instead. ``render`` adds the TeX metrics
+    (:func:`render_scores`).
     """
-    report = scan_dataset([data], rec.vocab, decode_images=False)
-    if report.problems and on_error == "stop":
-        raise DatasetError(f"{data}: {report.skipped} bad samples, first: {report.problems[0]}")
-    samples = report.samples[:limit] if limit else report.samples
-    result = evaluate_samples(rec, samples, batch_size, beam, progress)
-    result["problems"] = report.problems + result["problems"]
-    result["metrics"]["skipped"] = len(result["problems"])
+    samples, excluded = list_samples(data)
+    samples = samples[:limit] if limit else samples
+    found = list(excluded)
+    for s in samples:
+        try:  # the header only: fast, and it gives by_height its heights
+            s.width, s.height = image_size(s.image)
+        except ImageError as e:
+            found.append(f"{s.where}: {e}")
+    if on_error == "stop":
+        found += check_truths(rec, samples)[3]
+        if found:
+            raise DatasetError(f"{data}: {len(found)} bad samples, first: {found[0]}")
+    result = evaluate_samples(rec, samples, batch_size, beam, progress, render)
+    result["problems"] = excluded + result["problems"]
+    result["metrics"]["n_empty"] = len(excluded)
     return result
 
 
 def evaluate_samples(rec: Recognizer, samples: Sequence[Sample], batch_size: int = 16,
-                     beam: int = 1, progress: Callable[[int], None] | None = None) -> dict:
-    """Like :func:`evaluate`, on samples already listed and checked against ``rec.vocab``
-    (a k-fold held-out fold); images that fail to load are reported and skipped."""
-    problems: list[str] = []
-    arrays, kept = [], []
+                     beam: int = 1, progress: Callable[[int], None] | None = None,
+                     render: bool = False) -> dict:
+    """Like :func:`evaluate`, on samples already listed (a k-fold held-out fold). Every
+    sample is scored; unreadable images, truths outside the vocabulary and captions that
+    do not normalise count as wrong and are listed in ``problems``."""
+    truths, bad, unknown, problems = check_truths(rec, samples)
+    arrays: list[np.ndarray | None] = []
     for s in samples:
         try:
             arrays.append(rec.prepare(s.image))
-            kept.append(s)
         except ImageError as e:
-            problems.append(f"{s.where}: {e}")
-    preds = []
+            arrays.append(None)
+            problems.append(f"{s.where}: {e}; counted wrong (empty prediction)")
+    readable = [i for i, a in enumerate(arrays) if a is not None]
+    preds: list = [None] * len(samples)
     t0 = time.perf_counter()
-    for start in range(0, len(arrays), batch_size * 4):
-        chunk = arrays[start:start + batch_size * 4]
-        preds += rec.predict_arrays(chunk, batch_size, beam=beam)
+    for start in range(0, len(readable), batch_size * 4):
+        chunk = readable[start:start + batch_size * 4]
+        for i, p in zip(chunk, rec.predict_arrays([arrays[i] for i in chunk], batch_size,
+                                                  beam=beam), strict=True):
+            preds[i] = p
         if progress:
             progress(len(chunk))
     seconds = time.perf_counter() - t0
-    hyp = [p.tokens for p in preds]
-    ref = [s.tokens for s in kept]
-    scores = metrics.compute_all(hyp, ref)
-    scores["skipped"] = len(problems)
-    scores["seconds"] = round(seconds, 3)
-    rows = [{"key": s.key, "prediction": p.latex, "truth": " ".join(s.tokens),
-             "correct": p.tokens == s.tokens, "confidence": round(p.confidence, 4)}
-            for s, p in zip(kept, preds, strict=True)]
+    written = [p.tokens if p is not None else [] for p in preds]
+    # What is scored: a truth that did not normalise can't be matched, so the model's
+    # output is shown in its row but scored as an empty prediction.
+    hyp = [[] if b else w for w, b in zip(written, bad, strict=True)]
+    correct = [b is None and h == t for h, t, b in zip(hyp, truths, bad, strict=True)]
+    scores = metrics.compute_all(hyp, truths)
+    scores |= {"n_oov": sum(bool(u) for u in unknown),
+               "n_unreadable": len(samples) - len(readable),
+               "n_bad_truth": sum(b is not None for b in bad), "seconds": round(seconds, 3)}
+    rows = [{"key": s.key, "prediction": p.latex if p is not None else "",
+             "truth": join(t), "correct": c,
+             "confidence": round(p.confidence, 4) if p is not None else 0.0}
+            for s, p, t, c in zip(samples, preds, truths, correct, strict=True)]
+    if render:
+        rendered = render_scores(written, truths, [b is None for b in bad],
+                                 [s.where for s in samples])
+        scores |= rendered["metrics"]
+        problems += rendered["problems"]
+        for row, m, c in zip(rows, rendered["match"], rendered["compiles"], strict=True):
+            row["render_match"], row["compiles"] = m, c
     # Tall images are shrunk the most to the model's input height; this shows what that costs.
     h = rec.cfg.data.height
     bins = sorted({h, h * 3 // 2, h * 2, h * 3})  # a set: equal bounds for a tiny h
-    by_height = metrics.by_value(hyp, ref, [s.height for s in kept], bins)
+    seen_h = [hyp[i] for i in readable]
+    seen_t = [truths[i] for i in readable]
+    by_height = metrics.by_value(seen_h, seen_t, [samples[i].height for i in readable], bins)
     # Symbols a few pixels high are where a recognizer fails: how small did they get?
-    sizes = [round(ink_height((a[0] * 255).astype(np.uint8)) or 0) for a in arrays]
-    by_symbol = metrics.by_value(hyp, ref, sizes, [7, 9, 11, 14, 19])
-    return {"metrics": scores, "by_length": metrics.by_length(hyp, ref), "by_height": by_height,
-            "by_symbol_size": by_symbol, "rows": rows, "problems": problems}
+    sizes = [round(ink_height((arrays[i][0] * 255).astype(np.uint8)) or 0) for i in readable]
+    by_symbol = metrics.by_value(seen_h, seen_t, sizes, [7, 9, 11, 14, 19])
+    return {"metrics": scores, "by_length": metrics.by_length(hyp, truths),
+            "by_height": by_height, "by_symbol_size": by_symbol, "rows": rows,
+            "problems": problems}
+
+
+def render_scores(preds: Sequence[Sequence[str]], truths: Sequence[Sequence[str]],
+                  scorable: Sequence[bool], wheres: Sequence[str], font: str = "cm",
+                  dpi: int = 150) -> dict:
+    """TeX metrics: every prediction and scorable truth typeset in display style in one
+    batch, then compared as images (:func:`texlens.metrics.render_match`), so equivalent
+    spellings (``x^2`` and ``x^{2}``) count as right.
+
+    Over all samples: ``render_match`` (equal pixels after cropping),
+    ``render_match_nospace`` (equal after dropping blank columns, im2markup's lenient
+    match) and ``compiles`` (the prediction typesets; an empty prediction does not).
+    A prediction equal to its truth token for token matches without comparing images
+    (CROHME-style truths such as ``a ' ^ { 2 }`` do not typeset). Otherwise a sample whose
+    truth is not ``scorable`` or does not typeset counts as no match; the latter is listed
+    in ``problems`` and counted in ``n_truth_untypeset``.
+    """
+    from texlens.data.synth.tex import render_tex  # imported late: TeX is optional
+
+    pred_src = [join(p) for p in preds]
+    truth_src = [join(t) if ok else "" for t, ok in zip(truths, scorable, strict=True)]
+    formulas = sorted({f for f in pred_src + truth_src if f})  # one latex run, no repeats
+    images = dict(zip(formulas, render_tex(formulas, font=font, dpi=dpi, display=True),
+                      strict=True))
+
+    def image(src: str) -> np.ndarray | None:
+        out = images.get(src)
+        return out if isinstance(out, np.ndarray) else None
+
+    match, lenient, compiles, problems = [], [], [], []
+    for p, t, where in zip(pred_src, truth_src, wheres, strict=True):
+        p_img, t_img = image(p), image(t)
+        same = bool(t) and p == t
+        if t and t_img is None and not same:
+            problems.append(f"{where}: truth does not typeset ({images[t].message}); "
+                            "render_match counts it wrong")
+        both = p_img is not None and t_img is not None
+        match.append(same or (both and metrics.render_match(p_img, t_img)))
+        lenient.append(same or (both and metrics.render_match(p_img, t_img,
+                                                              ignore_space=True)))
+        compiles.append(p_img is not None)
+    n = len(pred_src)
+    share = (lambda xs: sum(xs) / n) if n else (lambda xs: 0.0)
+    return {"metrics": {"render_match": share(match), "render_match_nospace": share(lenient),
+                        "compiles": share(compiles),
+                        "n_truth_untypeset": sum(t != "" and image(t) is None
+                                                 for t in truth_src)},
+            "match": match, "compiles": compiles, "problems": problems}

@@ -6,6 +6,18 @@ sequences, where ``preds[i]`` is the model output for the reference ``refs[i]``.
 
 All functions are pure. On an empty corpus (zero sentences) they return ``0.0``; see
 :func:`compute_all` and :func:`by_length` for their empty-corpus results.
+
+Definitions, for comparing with published figures:
+
+- ``sentence_acc`` (ExpRate): exact token-for-token match.
+- ``bleu``: corpus BLEU-4 with the brevity penalty and no smoothing, the formula of
+  torchtext's ``bleu_score`` (pix2tex) and of Hugging Face ``evaluate``'s "bleu" (UniMERNet),
+  on tokens.
+- ``wer``: per-sentence token edit distance / max(len), averaged over sentences.
+- ``ned``: the same on characters of the space-joined token strings, averaged over
+  sentences (UniMERNet's normalised edit distance divides by the longer string too;
+  pix2tex divides by the truth's length, which can exceed 1).
+- :func:`render_match`: two typeset images compared pixel by pixel after cropping.
 """
 
 import math
@@ -13,6 +25,7 @@ from collections import Counter
 from collections.abc import Sequence
 from itertools import pairwise
 
+import numpy as np
 from rapidfuzz.distance import Levenshtein
 
 __all__ = [
@@ -25,6 +38,7 @@ __all__ = [
     "edit_distance",
     "exprate_within",
     "normalized_edit_distance",
+    "render_match",
     "sentence_accuracy",
     "token_accuracy",
     "wer",
@@ -147,8 +161,9 @@ def normalized_edit_distance(preds: Corpus, refs: Corpus) -> float:
 
     Each sequence is joined into a string with single spaces (``"\frac { 1 }"``), and
     the per-sentence value is ``char_levenshtein / max(len(pred_str), len(ref_str))``
-    (0 when both strings are empty). Unlike :func:`wer`, which works on tokens, this
-    gives partial credit for near-miss tokens such as ``\alpha`` vs ``\alpha_``.
+    (0 when both strings are empty), so each term lies in [0, 1]. Unlike :func:`wer`,
+    which works on tokens, this gives partial credit for near-miss tokens such as
+    ``\alpha`` vs ``\alpha_``.
     """
     n = _check_lengths(preds, refs)
     if n == 0:
@@ -166,7 +181,7 @@ def _ngrams(tokens: Sequence[str], n: int) -> Counter[tuple[str, ...]]:
 
 
 def bleu(preds: Corpus, refs: Corpus, max_n: int = 4) -> float:
-    """Corpus BLEU (Papineni et al., 2002) with one reference per prediction.
+    """Corpus BLEU (Papineni et al., 2002) with one reference per prediction, on tokens.
 
     For each order ``1..max_n`` the clipped n-gram matches and the predicted n-gram
     counts are summed over the whole corpus before dividing (corpus-level, not an
@@ -200,6 +215,31 @@ def bleu(preds: Corpus, refs: Corpus, max_n: int = 4) -> float:
     r = sum(len(x) for x in refs)
     brevity = 1.0 if c >= r else math.exp(1.0 - r / c)
     return brevity * math.exp(log_precision)
+
+
+def _ink_box(img: np.ndarray) -> np.ndarray:
+    # Ink at half coverage or more (im2markup binarises at the same midpoint), cropped to
+    # its bounding box so margins and image size do not matter.
+    ink = np.asarray(img) >= 128
+    rows, cols = np.flatnonzero(ink.any(1)), np.flatnonzero(ink.any(0))
+    if rows.size == 0:
+        return np.zeros((0, 0), bool)
+    return ink[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1]
+
+
+def render_match(pred: np.ndarray, truth: np.ndarray, ignore_space: bool = False) -> bool:
+    r"""Whether two typeset formulas look the same: uint8 ink coverage maps (255 = ink)
+    rendered with the same font, dpi and style, binarised at 128 and cropped to their ink.
+
+    Strict: the cropped images are equal pixel for pixel. With ``ignore_space`` (im2markup's
+    lenient "w/o spaces" match) columns without ink are removed first, so ``a\,b`` equals
+    ``ab``; the remaining columns must still be equal exactly (im2markup also forgives a few
+    differing pixels per column; we do not). Two blank images match.
+    """
+    a, b = _ink_box(pred), _ink_box(truth)
+    if ignore_space:
+        a, b = a[:, a.any(0)], b[:, b.any(0)]
+    return a.shape == b.shape and bool((a == b).all())
 
 
 def competition_score(sentence_acc: float, wer: float) -> float:

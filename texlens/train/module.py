@@ -35,6 +35,10 @@ class Recognizer(L.LightningModule):
         self.model = build_model(cfg.model, len(vocab))
         self._preds: list[list[str]] = []
         self._refs: list[list[str]] = []
+        # Truths of validation samples the loader cannot give (unreadable image, token
+        # outside the vocabulary, too long), set by train.run: they count as wrong with an
+        # empty prediction, so validation has evaluate's denominator.
+        self.val_unloadable: list[list[str]] = []
         # Debugging aid for distributed runs: with TEXLENS_DEBUG_SEEN=PATH each process
         # appends "epoch<TAB>index index ..." (training-set indices, one line a batch) to
         # PATH.rank<R>, so one can check that the ranks trained on different samples.
@@ -105,14 +109,21 @@ class Recognizer(L.LightningModule):
         logits = self.model(batch["images"], batch["mask"], ids[:, :-1])
         loss = sequence_loss(logits, ids[:, 1:], True)
         self.log("val/loss", loss, batch_size=ids.shape[0], sync_dist=True)
-        max_len = min(self.cfg.data.max_tokens, ids.shape[1] * 2) + 2
-        out, _ = greedy_decode(self.model, batch["images"], batch["mask"], max_len=max_len)
+        # The length budget of texlens.recognizer.Recognizer's greedy path (what evaluate
+        # runs), never the truth's length: that would stop a run-on prediction for free.
+        out, _ = greedy_decode(self.model, batch["images"], batch["mask"],
+                               max_len=self.cfg.data.max_tokens)
         self._preds += [self.vocab.decode(r) for r in out.tolist()]
         self._refs += [self.vocab.decode(r) for r in ids.tolist()]
 
+    def validation_scores(self) -> dict[str, float]:
+        """Metrics of the decoded validation samples plus ``val_unloadable`` (wrong)."""
+        lost = self.val_unloadable
+        return metrics.compute_all(self._preds + [[] for _ in lost], self._refs + list(lost))
+
     def on_validation_epoch_end(self) -> None:
         if self._refs:
-            scores = metrics.compute_all(self._preds, self._refs)
+            scores = self.validation_scores()
             for k in ("sentence_acc", "wer", "exprate_le1", "score"):
                 self.log(f"val/{k}", float(scores[k]), prog_bar=k == "sentence_acc",
                          sync_dist=True)

@@ -32,6 +32,7 @@ from texlens.data.datasets import (
     scan_dataset,
 )
 from texlens.data.transforms import input_settings
+from texlens.evaluate import list_samples
 from texlens.tokens import Vocab
 from texlens.train.module import Recognizer
 from texlens.train.transfer import (
@@ -151,18 +152,26 @@ def train(cfg: Config, resume: str | None = None, devices: int | str = 1, num_no
         init = (state, src_vocab)
     if train_samples is None:
         train_samples = checked(cfg.data.train, vocab, cfg, "train").samples
+    lost: list[Sample] = []  # bad validation samples: scored as wrong, as evaluate does
     if val_samples is None:
         val_samples = checked(cfg.data.val, vocab, cfg, "val").samples
+        kept = {s.where for s in val_samples}
+        lost = [s for root in cfg.data.val for s in list_samples(root)[0]
+                if s.where not in kept]
     if not train_samples or not val_samples:
         raise DatasetError("no training or no validation samples given")
-    val_samples = list(val_samples)
-    if cfg.data.val_limit and len(val_samples) > cfg.data.val_limit:
-        val_samples = random.Random(0).sample(val_samples, cfg.data.val_limit)
-    print(f"train: {len(train_samples)} samples, val: {len(val_samples)}, "
-          f"vocab: {len(vocab)} tokens")
+    pool = list(val_samples) + lost
+    if cfg.data.val_limit and len(pool) > cfg.data.val_limit:
+        pool = random.Random(0).sample(pool, cfg.data.val_limit)
+    bad = {s.where for s in lost}
+    val_samples = [s for s in pool if s.where not in bad]
+    lost = [s for s in pool if s.where in bad]
+    print(f"train: {len(train_samples)} samples, val: {len(val_samples)}"
+          f"{f' (+{len(lost)} bad, counted wrong)' if lost else ''}, vocab: {len(vocab)} tokens")
     train_ds = FormulaDataset(train_samples, vocab, cfg.data, train=True)
     val_ds = FormulaDataset(val_samples, vocab, cfg.data)
     lit = Recognizer(cfg, vocab)
+    lit.val_unloadable = [s.tokens for s in lost]
     if init is not None and resume is None:  # on resume the checkpoint's weights win anyway
         carried = load_pretrained(lit.model, init[0], init[1], vocab, cfg.train.init_from)
         print(f"init_from {cfg.train.init_from}: weights loaded, {carried}/{len(vocab)} "
