@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: setup demo test mathjax tex lint bench printed-data train-printed continue-printed handwritten-data train-handwritten base-data clean
+.PHONY: setup demo test mathjax tex browser lint bench printed-data train-printed continue-printed handwritten-data train-handwritten base-data clean
 
 setup: $(STAMP)
 
@@ -19,7 +19,7 @@ demo: setup
 	$(BIN)/texlens predict examples/printed/images
 	$(BIN)/texlens evaluate --data examples/printed --json outputs/demo-eval.json
 
-test: setup mathjax tex
+test: setup mathjax tex browser
 	$(BIN)/ruff check texlens tests benchmarks
 	$(BIN)/python -m pytest tests
 
@@ -42,6 +42,13 @@ tex: setup
 	sys.exit(m() is not None)" || { $$([ "$$(id -u)" = 0 ] || echo sudo) apt-get update -q \
 	&& DEBIAN_FRONTEND=noninteractive $$([ "$$(id -u)" = 0 ] || echo sudo) \
 	apt-get install -y -q $(TEX_DEBS); }
+
+# Debian's chromium for the web-page test (tests/test_browser.py drives it with Playwright;
+# Playwright's own browser download is not used). Without it that test skips.
+browser:
+	@[ -x /usr/bin/chromium ] || { $$([ "$$(id -u)" = 0 ] || echo sudo) apt-get update -q \
+	&& DEBIAN_FRONTEND=noninteractive $$([ "$$(id -u)" = 0 ] || echo sudo) \
+	apt-get install -y -q chromium; }
 
 lint: setup
 	$(BIN)/ruff check texlens tests benchmarks
@@ -110,11 +117,12 @@ BASE     := data/base
 base-data: setup tex mathjax
 	$(BIN)/texlens data corpus $(FORMULAS) --out $(BASE)/corpus
 	$(BIN)/texlens data corpus $(CAPTIONS) --out $(BASE)/crohme
+	$(BIN)/texlens data vocab $(BASE)/corpus/train.txt $(BASE)/crohme/train.txt --out configs/vocab/printed-base.txt
 	$(BIN)/texlens data sample $(BASE)/corpus/train.txt --n 48000 --seed 1 --out $(BASE)/train-tex.txt
 	$(BIN)/texlens data sample $(BASE)/corpus/train.txt --n 12000 --seed 2 --out $(BASE)/train-mathjax.txt
 	$(BIN)/texlens data sample $(BASE)/corpus/val.txt --n 1000 --seed 3 --out $(BASE)/val.txt
 	$(BIN)/texlens data sample $(BASE)/corpus/heldout.txt --n 2000 --seed 4 --out $(BASE)/heldout.txt
-	$(BIN)/texlens data generate --n 15000 --seed 1 --out $(BASE)/gen.txt
+	$(BIN)/texlens data generate --n 15000 --seed 1 --vocab configs/vocab/printed-base.txt --out $(BASE)/gen.txt
 	$(BIN)/texlens data render --captions $(BASE)/val.txt --seed 3 --workers 2 --out $(BASE)/val-corpus
 	$(BIN)/texlens data render --captions $(BASE)/crohme/val.txt --seed 5 --workers 2 --out $(BASE)/val-crohme
 	$(BIN)/texlens data render --captions $(BASE)/crohme/train.txt --seed 6 --workers 2 --out $(BASE)/train-crohme

@@ -527,6 +527,28 @@ def data_sample(
     print(f"wrote {len(drawn)} captions to {out}")
 
 
+@data_app.command("vocab")
+def data_vocab(
+    captions: Annotated[list[Path], typer.Argument(help="key<TAB>tokens files.")],
+    out: Annotated[Path, typer.Option(help="Vocabulary file, one token a line.")],
+    min_count: Annotated[int, typer.Option(min=1, help="Keep tokens seen this often.")] = 3,
+) -> None:
+    """A model's vocabulary from caption files: tokens seen at least --min-count times.
+
+    Multi-character tokens that are not commands (lengths such as ``1pt`` from
+    ``\\hspace``) are left out: a model should not learn units as symbols."""
+    from texlens.data.synth.dataset import read_caption_file
+    from texlens.tokens import Vocab
+    try:
+        vocab = Vocab.build((t for f in captions for _, t in read_caption_file(f)), min_count)
+    except (ValueError, OSError) as e:
+        _fail(str(e))
+    tokens = [t for t in vocab.itos[4:] if len(t) == 1 or t.startswith("\\")]
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text("".join(t + "\n" for t in tokens), encoding="utf-8")
+    print(f"wrote {len(tokens)} tokens to {out}")
+
+
 @data_app.command("render")
 def data_render(
     captions: Annotated[Path, typer.Option(
