@@ -199,8 +199,10 @@ def render_scores(preds: Sequence[Sequence[str]], truths: Sequence[Sequence[str]
     """
     from texlens.data.synth.tex import render_tex  # imported late: TeX is optional
 
-    pred_src = [join(p) for p in preds]
-    truth_src = [join(t) if ok else "" for t, ok in zip(truths, scorable, strict=True)]
+    # to_latex, not join: text-mode letters must not be typeset with spaces between them.
+    from texlens.latex import to_latex
+    pred_src = [to_latex(p) for p in preds]
+    truth_src = [to_latex(t) if ok else "" for t, ok in zip(truths, scorable, strict=True)]
     formulas = sorted({f for f in pred_src + truth_src if f})  # one latex run, no repeats
     images = dict(zip(formulas, render_tex(formulas, font=font, dpi=dpi, display=True),
                       strict=True))

@@ -38,7 +38,10 @@ class RenderFailure:
 # redefine amssymb's symbols and refuse to be followed by it. bm goes after it, so \bm
 # finds the family's bold math fonts.
 _BEFORE = r"\usepackage{amsmath,amssymb,amsfonts,mathtools}"
-_AFTER = r"\usepackage{mathrsfs,bm}"
+# bm reserves math alphabets for bold versions of every font; with newtx and others that
+# leaves too few for a formula with several \mathsf/\mathit/... ("Too many math
+# alphabets"): bmmax/hmmax 0 make \boldsymbol switch \mathversion instead.
+_AFTER = r"\providecommand\bmmax{0}\providecommand\hmmax{0}\usepackage{mathrsfs,bm}"
 
 # Font family -> preamble lines. Each has its own math italic, symbols and large
 # operators (Latin Modern differs from Computer Modern in weight and outline only).

@@ -21,6 +21,7 @@ from PIL import Image
 from texlens.data.synth.mathjax import MATHJAX_FONTS, render_mathjax
 from texlens.data.synth.tex import FONTS, RenderFailure, render_tex
 from texlens.data.writer import ordered_map
+from texlens.latex import to_latex
 
 Renderer = Callable[..., list]  # (formulas, font=, dpi=, display=) -> [array | failure]
 
@@ -135,7 +136,10 @@ def plan_chunks(formulas: Sequence[Formula], seed: int, fonts: Sequence[str],
     groups: dict[tuple[str, int, bool], list[tuple[int, str, tuple]]] = defaultdict(list)
     for i, f in enumerate(formulas):
         look = draw_look(seed, i, fonts, dpis, display_prob)
-        groups[(look.font, look.dpi, look.display)].append((i, f.caption, look.margins))
+        # Captions are tokens: inside \text their letters must be joined again, or text
+        # mode would print the spaces between them (to_latex; plain LaTeX passes through).
+        source = to_latex(f.caption.split())
+        groups[(look.font, look.dpi, look.display)].append((i, source, look.margins))
     jobs = []
     for (font, dpi, display), items in sorted(groups.items()):
         for s in range(0, len(items), CHUNK):
