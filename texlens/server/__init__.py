@@ -1,0 +1,1 @@
+"""texlens serve: the HTTP API (app.py), dynamic batching (batcher.py), the web page (static/)."""
