@@ -122,7 +122,7 @@ base-data: setup tex mathjax
 	$(BIN)/texlens data sample $(BASE)/corpus/train.txt --n 12000 --seed 2 --out $(BASE)/train-mathjax.txt
 	$(BIN)/texlens data sample $(BASE)/corpus/val.txt --n 1000 --seed 3 --out $(BASE)/val.txt
 	$(BIN)/texlens data sample $(BASE)/corpus/heldout.txt --n 2000 --seed 4 --out $(BASE)/heldout.txt
-	$(BIN)/texlens data generate --n 15000 --seed 1 --vocab configs/vocab/printed-base.txt --out $(BASE)/gen.txt
+	$(BIN)/texlens data generate --n 15000 --seed 1 --max-tokens 100 --vocab configs/vocab/printed-base.txt --out $(BASE)/gen.txt
 	$(BIN)/texlens data render --captions $(BASE)/val.txt --seed 3 --workers 2 --out $(BASE)/val-corpus
 	$(BIN)/texlens data render --captions $(BASE)/crohme/val.txt --seed 5 --workers 2 --out $(BASE)/val-crohme
 	$(BIN)/texlens data render --captions $(BASE)/crohme/train.txt --seed 6 --workers 2 --out $(BASE)/train-crohme
