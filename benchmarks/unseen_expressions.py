@@ -53,8 +53,9 @@ def main() -> None:
         if args.engine == "mathtext":
             synth_dataset(data, args.n, args.seed, heldout, workers=2)
         else:
-            from texlens.data.synth.tex_dataset import render_dataset
-            render_dataset(heldout, data, seed=args.seed, workers=2, engine=args.engine)
+            from texlens.data.synth.tex_dataset import Formula, render_dataset
+            rows = [Formula(k, " ".join(t), i + 1) for i, (k, t) in enumerate(heldout)]
+            render_dataset(data, rows, seed=args.seed, engine=args.engine, workers=2)
     rec = Recognizer.load(args.model)
     result = evaluate(rec, data)
     groups: dict[str, tuple[list, list]] = {"seen": ([], []), "unseen": ([], [])}

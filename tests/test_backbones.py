@@ -190,3 +190,50 @@ def test_gradient_reaches_first_conv(name, ds):
     (y * torch.randn_like(y)).sum().backward()
     g = _first_conv(m).weight.grad
     assert g is not None and torch.isfinite(g).all() and g.abs().sum() > 0
+
+
+# --- padding -----------------------------------------------------------------------------
+
+
+def _randomize_norms(m: torch.nn.Module) -> None:
+    # Fresh BatchNorm maps blank paper to 0, which would hide a padding leak.
+    with torch.no_grad():
+        for bn in m.modules():
+            if isinstance(bn, torch.nn.BatchNorm2d):
+                bn.running_mean.uniform_(-1, 1)
+                bn.running_var.uniform_(0.5, 2)
+                bn.weight.uniform_(0.5, 1.5)
+                bn.bias.uniform_(-1, 1)
+
+
+@pytest.mark.parametrize("name,ds", CASES)
+def test_padded_image_with_mask_encodes_as_alone(name, ds):
+    m = build_backbone(name, D, ds, 8).eval()
+    _randomize_norms(m)
+    h, w = 37, 45  # neither a multiple of the stride, so windows straddle the edge
+    image = torch.rand(1, 1, h, w)
+    padded = torch.zeros(1, 1, 70, 100)
+    padded[..., :h, :w] = image
+    mask = torch.zeros(1, 70, 100, dtype=torch.bool)
+    mask[:, :h, :w] = True
+    with torch.no_grad():
+        alone = m(image)
+        y = m(padded, mask)
+        unmasked = m(padded)
+    ha, wa = math.ceil(h / ds), math.ceil(w / ds)
+    assert torch.allclose(y[..., :ha, :wa], alone, atol=1e-5)
+    assert not y[..., ha:, :].any() and not y[..., wa:].any()  # padded cells are zero
+    # Without the mask, blank padding does reach the image's cells.
+    assert not torch.allclose(unmasked[..., :ha, :wa], alone, atol=1e-3)
+    assert torch.equal(m(image, torch.ones(1, h, w, dtype=torch.bool)), alone)
+
+
+def test_anisotropic_resnet_padding():
+    m = ResNetBackbone(d_model=D, width=8, strides=((2, 2), (2, 2), (2, 1), (1, 1))).eval()
+    _randomize_norms(m)
+    image = torch.rand(1, 1, 37, 45)
+    padded = F.pad(image, (0, 30, 0, 20))
+    mask = F.pad(torch.ones(1, 37, 45, dtype=torch.bool), (0, 30, 0, 20))
+    with torch.no_grad():
+        alone, y = m(image), m(padded, mask)
+    assert torch.allclose(y[..., :math.ceil(37 / 16), :math.ceil(45 / 8)], alone, atol=1e-5)

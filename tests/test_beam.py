@@ -1,6 +1,9 @@
-"""Beam search: beam 1 is greedy, wider beams find higher-scoring outputs, guards work."""
+"""Beam search: beam 1 is greedy, wider beams find higher-scoring outputs, finished
+hypotheses leave the beam, formulas may repeat themselves, opt-in guards work."""
 
 from __future__ import annotations
+
+import math
 
 import pytest
 import torch
@@ -70,11 +73,13 @@ def test_ensemble_of_identical_models_equals_single_model():
 
 
 def test_length_limit_follows_width():
-    x = torch.zeros(2, 1, 48, 480)
-    mask = torch.ones(2, 48, 480, dtype=torch.bool)
+    x = torch.zeros(3, 1, 48, 480)
+    mask = torch.ones(3, 48, 480, dtype=torch.bool)
     mask[1, :, 96:] = False
+    mask[2, 24:] = False  # half as high: its own height counts, not the padded batch's
     lim = length_limits(mask, x, max_len=500, tokens_per_height=8.0, floor=10)
-    assert lim.tolist() == [90, 26]
+    assert lim.tolist() == [90, 26, 170]
+    x, mask = x[:2], mask[:2]
     m = model(6)
     out = beam_search(m, x, mask, beam=2, max_len=500, tokens_per_height=8.0, max_repeats=0)
     assert all(len(h.ids) < 26 + 24 for h in out[1])
@@ -85,3 +90,80 @@ def test_repetition_guard_blocks_a_fourth_repeat():
     assert _blocked(hyp, 3, 3) == {7}
     assert _blocked(hyp, 3, 4) == set()
     assert _blocked([5, 6], 4, 1) == set()
+
+
+# -- scripted models: next-token probabilities from a table of prefixes --------------------
+
+A, B, C, D, X = 5, 6, 7, 8, 9
+EOS = Vocab.eos_id
+
+
+class PrefixCache:
+    def __init__(self, prefixes: list[tuple[int, ...]]):
+        self.prefixes = prefixes
+
+    def select(self, index: torch.Tensor) -> PrefixCache:
+        return PrefixCache([self.prefixes[i] for i in index.tolist()])
+
+
+class TableModel(torch.nn.Module):
+    """``table[prefix]`` gives {token: probability}; a prefix not in it ends (<eos>)."""
+
+    def __init__(self, table: dict[tuple[int, ...], dict[int, float]], vocab: int = 12):
+        super().__init__()
+        self.table, self.vocab = table, vocab
+        self.decoder = torch.nn.Module()
+        self.decoder.max_len = 100
+
+    def encode(self, images, mask):
+        return images.new_zeros(images.shape[0], 1, 1), None
+
+    def start(self, memory, mem_mask):
+        return PrefixCache([() for _ in range(memory.shape[0])])
+
+    def step(self, tokens, cache):
+        new = tokens[:, -1].tolist()
+        cache.prefixes = [p if t == Vocab.sos_id else p + (t,)
+                          for p, t in zip(cache.prefixes, new, strict=True)]
+        logits = torch.full((len(new), self.vocab), -1e9)
+        for row, prefix in enumerate(cache.prefixes):
+            for tok, prob in self.table.get(prefix, {EOS: 1.0}).items():
+                logits[row, tok] = math.log(prob)
+        return logits
+
+
+def greedy_ids(m: torch.nn.Module, x: torch.Tensor) -> list[list[int]]:
+    ids, _ = greedy_decode(m, x, None, max_len=99)
+    return [[t for t in row if t not in (Vocab.pad_id, EOS)] for row in ids.tolist()]
+
+
+def test_finished_hypotheses_leave_the_beam_and_search_goes_on():
+    # <eos> first is the likeliest start (greedy stops there), then "A <eos>" finishes;
+    # "B C D" is far better per token but sits at rank 2 behind both. Beam 2 must keep
+    # it alive although two hypotheses have already finished.
+    table = {(): {EOS: 0.40, A: 0.31, B: 0.29}, (A,): {EOS: 0.5, X: 0.5},
+             (B,): {C: 0.99, EOS: 0.01}, (B, C): {D: 0.99, EOS: 0.01}}
+    x = torch.zeros(1, 1, 8, 8)
+    assert greedy_ids(TableModel(table), x) == [[]]
+    hyps = beam_search(TableModel(table), x, None, beam=2)[0]
+    assert hyps[0].ids == [B, C, D] and len(hyps) == 2
+    assert hyps[0].score > hyps[1].score
+    assert hyps[0].logprob == pytest.approx(math.log(0.29 * 0.99 * 0.99))
+    assert hyps[0].score == pytest.approx(hyps[0].logprob / 4)
+
+
+@pytest.mark.parametrize("beam", [1, 2, 5])
+def test_beam_reads_long_repetitive_formulas_in_tall_images(beam):
+    # "1 + 1 + ... + 1" (41 tokens) in an image twice as high as wide: a repeat guard or
+    # a width-tied length limit would cut it short; greedy reads it, so must the beam.
+    seq = [A, B] * 20 + [A]
+    table = {tuple(seq[:i]): {seq[i]: 0.9, X: 0.1} for i in range(len(seq))}
+    x = torch.zeros(2, 1, 64, 32)
+    assert greedy_ids(TableModel(table), x) == [seq, seq]
+    out = beam_search(TableModel(table), x, None, beam=beam)
+    assert [h[0].ids for h in out] == [seq, seq]
+    # The opt-in guards do cut it (which is why they are off).
+    guarded = beam_search(TableModel(table), x, None, beam=beam, max_repeats=3)
+    assert guarded[0][0].ids != seq
+    limited = beam_search(TableModel(table), x, None, beam=beam, tokens_per_height=8.0)
+    assert len(limited[0][0].ids) < len(seq)

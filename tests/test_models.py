@@ -1,8 +1,9 @@
-"""SATRN model, masks, cached decoding, loss, schedules, model checkpoints."""
+"""SATRN model, masks and padding, cached decoding, loss, schedules, model checkpoints."""
 
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import pytest
 import torch
@@ -15,11 +16,13 @@ from texlens.models.decoder import TransformerDecoder
 from texlens.models.encoder import TransformerEncoder
 from texlens.models.posenc import Sine2D, sinusoid
 from texlens.models.satrn import SATRN, build_model
+from texlens.recognizer import Recognizer
 from texlens.tokens import Vocab
 from texlens.train.module import sequence_loss
 from texlens.train.schedules import build_scheduler, warmup_cosine
 
 V = 30  # vocabulary size for random models
+EXAMPLES = Path(__file__).parents[1] / "examples"
 
 
 def tiny_model(seed: int = 0, **overrides) -> SATRN:
@@ -139,23 +142,106 @@ def test_decoder_is_causal():
         dec(torch.zeros(1, 33, dtype=torch.long), memory, None)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "known limitation: the CNN's stride-2 convolutions read the first padded column "
-    "into the padded features next to the image, and the stride-1 conv carries that back "
-    "into the last real column, so padding changes the memory at the image's right edge"))
-def test_encode_ignores_padding():
-    # An image padded with blank width plus the right mask should give the same memory
-    # at the real positions as the image alone (position-wise ffn, fresh BatchNorm).
-    model = tiny_model(seed=1, ffn="linear")
-    images, _ = ragged_batch(3, widths=(48,))
-    padded = torch.zeros(1, 1, 32, 96)
-    padded[..., :48] = images
-    mask = torch.zeros(1, 32, 96, dtype=torch.bool)
-    mask[..., :48] = True
-    alone, _ = model.encode(images, None)
+def randomize_norms(model: torch.nn.Module) -> None:
+    """Fresh BatchNorm maps blank paper to zero, which would hide a padding leak."""
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.running_mean.uniform_(-1, 1)
+                m.running_var.uniform_(0.5, 2)
+                m.weight.uniform_(0.5, 1.5)
+                m.bias.uniform_(-1, 1)
+
+
+def padded_pair(seed: int, hw=(40, 52), padded_hw=(64, 112)):
+    """One random image alone, and the same image top-left in a larger blank canvas with
+    its mask (as ``collate`` pads): padded in height and width, neither a stride multiple."""
+    image, _ = ragged_batch(seed, widths=(hw[1],), height=hw[0])
+    padded = torch.zeros(1, 1, *padded_hw)
+    padded[..., :hw[0], :hw[1]] = image
+    mask = torch.zeros(1, *padded_hw, dtype=torch.bool)
+    mask[:, :hw[0], :hw[1]] = True
+    return image, padded, mask
+
+
+ENCODERS = [dict(backbone=b, downsample=s, ffn=f)
+            for b, s in [("shallow", 8), ("shallow", 4), ("densenet", 8), ("densenet", 16),
+                         ("resnet18", 8), ("resnet34", 16)]
+            for f in ("linear", "conv")]
+ENCODERS += [dict(ffn="conv", channel_attention=True, pe="adaptive2d"),
+             dict(backbone="resnet18", downsample=8, ffn="conv", pe_mode="untied"),
+             dict(pe="learned"), dict(encoder="vit", patch=8)]
+
+
+@pytest.mark.parametrize("overrides", ENCODERS, ids=lambda o: "-".join(map(str, o.values())))
+def test_encode_ignores_padding(overrides):
+    # The memory of an image padded in a batch (with its mask) equals, at its real
+    # positions, the memory of the image alone: every backbone, ffn, pooling variant.
+    model = tiny_model(seed=1, enc_layers=2, **overrides)
+    randomize_norms(model)
+    image, padded, mask = padded_pair(3)
+    alone, none = model.encode(image, None)
+    assert none is None
     in_pad, mem_mask = model.encode(padded, mask)
-    real = in_pad.view(1, 4, 12, 32)[:, :, :6].reshape(1, 24, 32)
-    assert torch.allclose(alone, real, atol=1e-5)
+    s = model.vit.stride if model.vit is not None else model.cnn.stride
+    sh, sw = (s, s) if isinstance(s, int) else s
+    h, w = math.ceil(64 / sh), math.ceil(112 / sw)
+    ha, wa = math.ceil(40 / sh), math.ceil(52 / sw)
+    real = in_pad.view(1, h, w, -1)[:, :ha, :wa].reshape(1, ha * wa, -1)
+    assert torch.allclose(alone, real, atol=1e-5), (alone - real).abs().max()
+    assert mem_mask.view(h, w)[:ha, :wa].all() and mem_mask.sum() == ha * wa
+    # The decoder then reads the same logits from either memory.
+    tgt = torch.randint(4, V, (1, 6))
+    assert torch.allclose(model(image, None, tgt), model(padded, mask, tgt), atol=1e-4)
+
+
+def test_aster_encode_ignores_height_padding():
+    # ASTER pools the height away; rows of padding below a short image must not count.
+    model = tiny_model(seed=2, arch="aster", downsample=4, enc_layers=1)
+    randomize_norms(model)
+    image, padded, mask = padded_pair(4)
+    alone, _ = model.encode(image, None)
+    in_pad, mem_mask = model.encode(padded, mask)
+    n = math.ceil(52 / 4)
+    assert torch.allclose(alone[0], in_pad[0, :n], atol=1e-5)
+    assert mem_mask[0, 0, 0].sum() == n
+
+
+def test_unmasked_path_is_unchanged_by_an_all_true_mask():
+    # A single image (mask None) and a batch without padding take the same path.
+    model = tiny_model(seed=3, backbone="densenet", ffn="conv")
+    randomize_norms(model)
+    images, mask = ragged_batch(2, widths=(64, 64))
+    a, _ = model.encode(images, None)
+    b, m = model.encode(images, mask)
+    assert m is None and torch.equal(a, b)
+
+
+def test_masking_matters_for_a_blank_sensitive_model():
+    # Guard for the tests above: without the mask the padding does change the memory.
+    model = tiny_model(seed=1, ffn="conv")
+    randomize_norms(model)
+    image, padded, _ = padded_pair(3)
+    alone, _ = model.encode(image, None)
+    unmasked = model.encode(padded, None)[0].view(1, 8, 14, -1)[:, :5, :7].reshape(1, 35, -1)
+    assert not torch.allclose(alone, unmasked, atol=1e-3)
+
+
+@pytest.mark.parametrize(("name", "folder", "beam"), [
+    ("printed-small", "printed", 1), ("handwritten-small", "handwritten", 1),
+    ("handwritten-small", "handwritten", 3)])
+def test_batched_predict_equals_one_image_at_a_time(name, folder, beam):
+    rec = Recognizer.load(name)
+    paths = sorted((EXAMPLES / folder / "images").glob("*.png"))
+    arrays = [rec.prepare(p) for p in paths]
+    assert len({a.shape for a in arrays}) > len(arrays) // 2  # mostly different sizes: padding
+    together = rec.predict(paths, batch_size=len(paths), beam=beam)
+    for path, batched in zip(paths, together, strict=True):
+        alone = rec.predict([path], beam=beam)[0]
+        assert batched.tokens == alone.tokens, path.name
+        assert batched.confidence == pytest.approx(alone.confidence, abs=1e-4), path.name
+        if beam > 1:
+            assert [t for t, _ in batched.nbest] == [t for t, _ in alone.nbest], path.name
 
 
 # -- decoding ---------------------------------------------------------------------

@@ -118,7 +118,7 @@ def test_untied_with_zero_positional_term_equals_plain_attention():
         for lin in (untied.untied.q, untied.untied.k):
             lin.weight.zero_()
             lin.bias.zero_()
-    plain.pe.forward = lambda feat: torch.zeros_like(feat)  # the same features, no positions
+    plain.pe.forward = lambda feat, valid=None: torch.zeros_like(feat)  # no positions
     x = torch.rand(2, 1, 32, 64)
     mask = torch.ones(2, 32, 64, dtype=torch.bool)
     mask[1, :, 40:] = False
@@ -136,7 +136,7 @@ def test_untied_with_zero_positional_term_equals_plain_attention():
 
     untied.encoder.register_forward_pre_hook(grab)
     assert not torch.allclose(untied.encode(x, mask)[0], m_p, atol=1e-4)
-    cnn = untied.cnn(x).flatten(2).transpose(1, 2)
+    cnn = untied.cnn(x, mask).flatten(2).transpose(1, 2)
     assert torch.allclose(seen["x"], cnn, atol=1e-6)
 
 

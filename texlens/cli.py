@@ -70,6 +70,9 @@ def predict(
         "--format", help="latex | inline | display | mathml | json (one object per line).")
     ] = "latex",
     json_out: Annotated[bool, typer.Option("--json", help="Same as --format json.")] = False,
+    backend: Annotated[str, typer.Option(
+        help="torch | onnx | onnx-int8 (greedy on onnxruntime; beam search stays on torch).")
+    ] = "torch",
 ) -> None:
     """Recognise formula images; prints file<TAB>output per image (or JSON lines)."""
     from texlens.data.image import ImageError
@@ -78,9 +81,12 @@ def predict(
     fmt = "json" if json_out else fmt
     try:
         check_format(fmt)
-        rec = Recognizer.load(model or [DEFAULT_MODEL])
-    except (FormatError, *_known_errors()) as e:
+        rec = Recognizer.load(model or [DEFAULT_MODEL], backend=backend)
+    except (FormatError, ValueError, *_known_errors()) as e:
         _fail(str(e))
+    if beam > 1 and not rec.models:
+        _fail(f"{rec.name}: beam search runs on PyTorch; give the checkpoint, not an ONNX "
+              "directory")
     files = _expand(paths)
     if not files:
         _fail("no images found in " + " ".join(paths))
@@ -139,6 +145,9 @@ def evaluate(
     render: Annotated[bool | None, typer.Option(
         "--render/--no-render", help="TeX metrics (render_match, compiles); default: on "
         "when TeX is installed.")] = None,
+    backend: Annotated[str, typer.Option(
+        help="torch | onnx | onnx-int8 (greedy on onnxruntime; beam search stays on torch).")
+    ] = "torch",
 ) -> None:
     """Score a model on a dataset: sentence accuracy (ExpRate), WER, BLEU, NED, render match...
 
@@ -158,12 +167,12 @@ def evaluate(
         if no_tex:
             err.print(f"render metrics skipped: {escape(no_tex)}", highlight=False)
     try:
-        rec = Recognizer.load(model or [DEFAULT_MODEL])
+        rec = Recognizer.load(model or [DEFAULT_MODEL], backend=backend)
         with _progress() as prog:
             task = prog.add_task("evaluating", total=None)
             result = run_eval(rec, data, batch_size, on_error, limit, beam=beam,
                               progress=lambda k: prog.advance(task, k), render=render)
-    except _known_errors() as e:
+    except (ValueError, *_known_errors()) as e:
         _fail(str(e))
     for p in result["problems"][:20]:
         err.print(f"[yellow]problem:[/yellow] {escape(p)}", highlight=False,
@@ -374,18 +383,35 @@ def average(
 
 @app.command()
 def export(
-    checkpoint: Annotated[Path, typer.Argument(help="A training or inference checkpoint.")],
-    out: Annotated[Path, typer.Option(help="Inference checkpoint to write.")],
+    checkpoint: Annotated[str, typer.Argument(
+        help="A training or inference checkpoint, or a shipped model name.")],
+    out: Annotated[Path | None, typer.Option(help="Inference checkpoint to write.")] = None,
     half: Annotated[bool, typer.Option(help="Store float16 weights (half the size).")] = False,
+    onnx: Annotated[Path | None, typer.Option(
+        help="Directory for encoder.onnx, decoder_step.onnx and texlens.json.")] = None,
+    int8: Annotated[bool, typer.Option(
+        help="With --onnx: also int8 dynamically quantised graphs (*.int8.onnx).")] = False,
 ) -> None:
-    """Write a small inference checkpoint (weights, config, vocabulary; no optimizer)."""
+    """Write a small inference checkpoint (weights, config, vocabulary; no optimizer)
+    and/or ONNX graphs for onnxruntime (`predict --backend onnx --model DIR`)."""
     from texlens.checkpoint import load_model, save_model
+    from texlens.recognizer import resolve_model
+    if out is None and onnx is None:
+        _fail("give --out FILE (a checkpoint) and/or --onnx DIR")
+    if int8 and onnx is None:
+        _fail("--int8 needs --onnx DIR")
     try:
-        model, cfg, vocab = load_model(checkpoint)
-        save_model(out, model, cfg, vocab, extra={"exported_from": checkpoint.name}, half=half)
-    except _known_errors() as e:
+        path = resolve_model(checkpoint)
+        model, cfg, vocab = load_model(path)
+        if out is not None:
+            save_model(out, model, cfg, vocab, extra={"exported_from": path.name}, half=half)
+            print(f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB)")
+        if onnx is not None:
+            from texlens.onnx_backend import export_checkpoint
+            for f in export_checkpoint(path, onnx, int8, (model, cfg, vocab)):
+                print(f"wrote {f} ({f.stat().st_size / 1e6:.1f} MB)")
+    except (ValueError, *_known_errors()) as e:
         _fail(str(e))
-    print(f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB)")
 
 
 @app.command()

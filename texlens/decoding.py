@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 from torch import nn
@@ -21,9 +21,11 @@ from texlens.tokens import Vocab
 
 @torch.no_grad()
 def greedy_decode(model: nn.Module, images: torch.Tensor, mask: torch.Tensor | None,
-                  max_len: int = 150, use_cache: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+                  max_len: int = 150, use_cache: bool = True, return_probs: bool = False
+                  ) -> tuple[torch.Tensor, ...]:
     """Returns token ids (B, T) without <sos> (padded with <pad> after <eos>) and the
-    mean log-probability of each sequence's chosen tokens, a confidence in (-inf, 0]."""
+    mean log-probability of each sequence's chosen tokens, a confidence in (-inf, 0];
+    with ``return_probs`` also each chosen token's probability (B, T), 0 on padding."""
     memory, mem_mask = model.encode(images, mask)
     b = images.shape[0]
     max_len = min(max_len, model.decoder.max_len - 1)
@@ -31,6 +33,7 @@ def greedy_decode(model: nn.Module, images: torch.Tensor, mask: torch.Tensor | N
     done = torch.zeros(b, dtype=torch.bool, device=images.device)
     logp_sum = torch.zeros(b, device=images.device)
     length = torch.zeros(b, device=images.device)
+    probs = []
     cache = model.start(memory, mem_mask) if use_cache else None
     for _ in range(max_len):
         if cache is not None:
@@ -41,11 +44,14 @@ def greedy_decode(model: nn.Module, images: torch.Tensor, mask: torch.Tensor | N
         best, nxt = logp.max(-1)
         nxt = torch.where(done, torch.full_like(nxt, Vocab.pad_id), nxt)
         logp_sum += torch.where(done, torch.zeros_like(best), best)
+        probs.append(torch.where(done, torch.zeros_like(best), best.exp()))
         length += (~done).float()
         seq = torch.cat([seq, nxt[:, None]], 1)
         done |= nxt == Vocab.eos_id
         if bool(done.all()):
             break
+    if return_probs:
+        return seq[:, 1:], logp_sum / length.clamp(min=1), torch.stack(probs, 1)
     return seq[:, 1:], logp_sum / length.clamp(min=1)
 
 
@@ -81,16 +87,22 @@ class Hypothesis:
     ids: list[int]  # without <sos> and <eos>
     score: float  # length-normalised log-probability
     logprob: float  # total log-probability
+    probs: list[float] = field(default_factory=list)  # of each token in ids, then of <eos>
 
 
 def length_limits(mask: torch.Tensor | None, images: torch.Tensor, max_len: int,
                   tokens_per_height: float = 8.0, floor: int = 24) -> torch.Tensor:
-    """Per-image token budget from its width: a formula W pixels wide at height H holds
-    at most about ``tokens_per_height * W / H`` tokens. Stops runaway loops early."""
-    h = images.shape[2]
-    widths = (mask[:, 0].sum(-1) if mask is not None
-              else torch.full((images.shape[0],), images.shape[3], device=images.device))
-    limit = (widths.float() / h * tokens_per_height).ceil().long() + floor
+    """Per-image token budget from its own width and height (not the padded batch's): a
+    formula W pixels wide and H high holds at most about ``tokens_per_height * W / H``
+    tokens. Off by default in beam search: tall formulas (fractions) and zero-width tokens
+    (braces, scripts) break the rule, and greedy decoding has no such limit."""
+    if mask is None:
+        b, _, h, w = images.shape
+        heights = torch.full((b,), h, device=images.device)
+        widths = torch.full((b,), w, device=images.device)
+    else:  # images sit top-left in the padded batch
+        heights, widths = mask.any(2).sum(1), mask.any(1).sum(1)
+    limit = (widths.float() / heights.clamp(min=1) * tokens_per_height).ceil().long() + floor
     return limit.clamp(max=max_len)
 
 
@@ -111,71 +123,93 @@ def _blocked(hyp: list[int], n: int, max_repeats: int) -> set[int]:
 def beam_search(models: nn.Module | Sequence[nn.Module], images: torch.Tensor,
                 mask: torch.Tensor | None, beam: int = 5, max_len: int = 150,
                 alpha: float = 1.0, nbest: int | None = None, repeat_ngram: int = 4,
-                max_repeats: int = 3, tokens_per_height: float | None = 8.0
+                max_repeats: int = 0, tokens_per_height: float | None = None
                 ) -> list[list[Hypothesis]]:
     """Batched beam search; returns for each image its ``nbest`` hypotheses, best first.
 
-    Scores are log P / length**alpha (alpha=0: raw log-probability, which favours
-    short outputs). ``repeat_ngram``/``max_repeats`` forbid a token that would complete
-    an n-gram already generated ``max_repeats`` times (0 disables the guard), the usual
-    failure of an under-trained decoder. ``tokens_per_height`` ties the length limit
-    to the image width (None: only ``max_len``). With beam=1 and the guard off the
-    result equals greedy decoding.
+    Each image keeps ``beam`` live hypotheses. A hypothesis that ends with <eos> among
+    the ``beam`` best candidates of a step leaves the beam for the image's list of the
+    ``beam`` best finished ones, so it never takes the slot of a live one. Finished ones
+    are ranked by log P / length**alpha (length counts the <eos>; alpha=0: raw
+    log-probability, which favours short outputs). An image is done, and its rows leave
+    the batch, once its list is full and no live hypothesis scores better than its best
+    at its present length. Every image may run to the same ``max_len`` as greedy
+    decoding; with beam=1 the result equals greedy decoding.
+
+    Optional, off by default (both cost accuracy on formulas, see docs/RESULTS.md):
+    ``max_repeats`` > 0 forbids a token that would complete a ``repeat_ngram``-gram
+    already generated ``max_repeats`` times (formulas repeat legitimately: ``1 + 1 + 1``,
+    ``x _ { 1 } , x _ { 2 } , ...``); ``tokens_per_height`` ties the length limit to the
+    image's aspect ratio (:func:`length_limits`).
     """
     ens = Ensemble(models if isinstance(models, Sequence) else [models])
     b, k = images.shape[0], beam
-    nbest = nbest or k
+    nbest = min(nbest or k, k)
     dev = images.device
-    rows = torch.arange(b, device=dev).repeat_interleave(k)
-    caches = ens.start(images, mask)
-    caches = ens.select(caches, rows)
-    limit = torch.full((b,), min(max_len, ens.max_len), device=dev, dtype=torch.long)
+    never = float("-inf")  # log-probability of a pruned or forbidden token
+    limit = [min(max_len, ens.max_len)] * b
     if tokens_per_height is not None:
-        limit = length_limits(mask, images, int(limit[0]), tokens_per_height)
-    limit = limit.repeat_interleave(k)
-    scores = torch.full((b, k), float("-inf"), device=dev)
+        limit = length_limits(mask, images, limit[0], tokens_per_height).tolist()
+    caches = ens.select(ens.start(images, mask), torch.arange(b, device=dev).repeat_interleave(k))
+    group = list(range(b))  # the image of each group of k rows still searching
+    scores = torch.full((b, k), never, device=dev)
     scores[:, 0] = 0.0  # all beams start identical: keep one so top-k does not pick copies
-    seqs = torch.full((b * k, 1), Vocab.sos_id, dtype=torch.long, device=dev)
-    done = torch.zeros(b * k, dtype=torch.bool, device=dev)
-    for t in range(int(limit.max())):
-        logp = ens.step(seqs[:, -1:], caches)  # (B*K, V)
-        v = logp.shape[-1]
-        # Finished beams may only extend with <pad>, at no cost, so their score is frozen.
-        frozen = torch.full_like(logp, float("-inf"))
-        frozen[:, Vocab.pad_id] = 0.0
-        logp = torch.where(done[:, None], frozen, logp)
-        active = ~done
-        over = active & (t >= limit - 1)  # out of budget: close with <eos>
-        if bool(over.any()):
-            forced = torch.full_like(logp, float("-inf"))
-            forced[:, Vocab.eos_id] = 0.0
-            logp = torch.where(over[:, None], forced, logp)
+    seqs = torch.zeros((b * k, 0), dtype=torch.long, device=dev)  # tokens after <sos>
+    seq_lp = torch.zeros((b * k, 0), device=dev)  # each token's log-probability
+    last = torch.full((b * k, 1), Vocab.sos_id, dtype=torch.long, device=dev)
+    finished: list[list[Hypothesis]] = [[] for _ in range(b)]
+    for t in range(max(limit)):
+        logp = ens.step(last, caches)  # (G*K, V)
+        n, v = len(group), logp.shape[-1]
+        over = torch.tensor([t >= limit[i] - 1 for i in group], device=dev).repeat_interleave(k)
+        if bool(over.any()):  # out of budget: only <eos>, at the model's own price
+            eos = logp[:, Vocab.eos_id].clone()
+            logp[over] = never
+            logp[over, Vocab.eos_id] = eos[over]
         if max_repeats and repeat_ngram > 1:
-            hyps = seqs[:, 1:].tolist()
-            for i in torch.nonzero(active & ~over).flatten().tolist():
-                for tok in _blocked(hyps[i], repeat_ngram, max_repeats):
-                    logp[i, tok] = float("-inf")
-        cand = (scores.view(b * k, 1) + logp).view(b, k * v)
-        top, idx = cand.topk(k, dim=-1)
-        src = (idx // v + torch.arange(b, device=dev)[:, None] * k).flatten()
-        tok = (idx % v).flatten()
-        seqs = torch.cat([seqs[src], tok[:, None]], 1)
-        done = done[src] | (tok == Vocab.eos_id)
-        scores = top
-        caches = ens.select(caches, src)
-        if bool(done.all()):
+            for row, (hyp, forced) in enumerate(zip(seqs.tolist(), over.tolist(), strict=True)):
+                for tok in [] if forced else _blocked(hyp, repeat_ngram, max_repeats):
+                    logp[row, tok] = never
+        # 2k candidates: at most k of them end with <eos>, so k live ones always remain.
+        top, idx = (scores.view(n * k, 1) + logp).view(n, k * v).topk(2 * k, dim=-1)
+        top_l, idx_l = top.tolist(), idx.tolist()
+        prev = scores.view(n * k).tolist()  # each row's log-probability before this step
+        rows, toks, new_scores, kept = [], [], [], []
+        for g, img in enumerate(group):
+            live: list[tuple[int, int, float]] = []
+            for rank, (score, flat) in enumerate(zip(top_l[g], idx_l[g], strict=True)):
+                if score == never or len(live) == k:
+                    break
+                row, tok = g * k + flat // v, flat % v
+                if tok != Vocab.eos_id:
+                    live.append((row, tok, score))
+                elif rank < k:  # an <eos> ranked below k live candidates is pruned
+                    ids = seqs[row].tolist()
+                    probs = [*seq_lp[row].exp().tolist(), math.exp(score - prev[row])]
+                    done = finished[img]
+                    done.append(Hypothesis(ids, score / (len(ids) + 1) ** alpha, score, probs))
+                    done.sort(key=lambda h: h.score, reverse=True)
+                    del done[k:]
+            # Done once k have finished and the best of them beats the best live one at its
+            # present length (with alpha=0 exact, as scores only fall; beam=1 is greedy).
+            # Not the worst of them: a wide beam's k-th is poor, and live ones would run on.
+            best = finished[img][0].score if len(finished[img]) == k else never
+            if not live or live[0][2] / (t + 1) ** alpha <= best:
+                continue  # its rows leave the batch
+            live += [(live[0][0], live[0][1], never)] * (k - len(live))  # dead slots
+            kept.append(img)
+            for row, tok, score in live:
+                rows.append(row)
+                toks.append(tok)
+                new_scores.append(score)
+        if not kept:
             break
-    out: list[list[Hypothesis]] = []
-    seq_list = seqs[:, 1:].tolist()
-    flat_scores = scores.flatten().tolist()
-    for i in range(b):
-        hyps = []
-        for j in range(i * k, (i + 1) * k):
-            if math.isinf(flat_scores[j]):
-                continue
-            ids = [x for x in seq_list[j] if x not in (Vocab.pad_id, Vocab.eos_id)]
-            length = len(ids) + 1  # the <eos> is a prediction too
-            hyps.append(Hypothesis(ids, flat_scores[j] / length ** alpha, flat_scores[j]))
-        hyps.sort(key=lambda h: h.score, reverse=True)
-        out.append(hyps[:nbest])
-    return out
+        src = torch.tensor(rows, device=dev)
+        last = torch.tensor(toks, device=dev)[:, None]
+        seqs = torch.cat([seqs[src], last], 1)
+        step_lp = [score - prev[row] for row, score in zip(rows, new_scores, strict=True)]
+        seq_lp = torch.cat([seq_lp[src], torch.tensor(step_lp, device=dev)[:, None]], 1)
+        scores = torch.tensor(new_scores, device=dev).view(len(kept), k)
+        caches = ens.select(caches, src)
+        group = kept
+    return [hyps[:nbest] for hyps in finished]

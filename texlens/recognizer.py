@@ -6,6 +6,7 @@ class, so image loading, preprocessing and decoding are the same everywhere.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,10 +19,11 @@ from texlens.data.datasets import collate
 from texlens.data.image import load_image
 from texlens.data.transforms import input_settings, preprocess, to_tensor_array
 from texlens.decoding import beam_search, greedy_decode
-from texlens.tokens import join
+from texlens.tokens import Vocab, join
 
 WEIGHTS_DIR = Path(__file__).parent / "weights"
 DEFAULT_MODEL = "printed-small"
+BACKENDS = ("torch", "onnx", "onnx-int8")
 
 
 def shipped_models() -> list[str]:
@@ -44,27 +46,117 @@ def resolve_model(name_or_path: str | Path) -> Path:
 class Prediction:
     latex: str
     tokens: list[str]
-    confidence: float  # exp(mean token log-probability), 0..1
+    confidence: float  # estimated probability that the whole formula is right, 0..1
     nbest: list[tuple[str, float]] | None = None  # beam search: (latex, score), best first
+    token_probs: list[float] | None = None  # probability of each of ``tokens``
+
+
+# A formula is wrong when any one token is, so the confidence is the model's probability
+# of the whole output, the product of its steps' probabilities (the <eos> included:
+# stopping early is a mistake too), not their geometric mean, which a long formula with
+# one bad guess keeps near 1 (wrong answers averaged 0.94 on TeX renderings). Of the
+# scores benchmarks/calibration.py compares, the product was the best calibrated on
+# renderings unlike the training data, with the minimum step a close second. Platt
+# scaling, sigmoid(a * logit(score) + b), fitted on a validation set by that script and
+# stored next to the weights (NAME.calibration.json), corrects what is left; a
+# checkpoint without such a file gets the raw product.
+CONFIDENCE_THRESHOLD = 0.5  # below it an answer is flagged as unsure
+INK_RANGE = 0.1  # input value range (0..1) under which an image holds no ink at all
+# Share of mid-tone pixels (a quarter to three quarters of the way from the darkest to the
+# brightest) above which an input is not ink on paper: at most 0.18 in printed, TeX and
+# CROHME renderings, 0.5 or more in noise, gradients and photographs.
+MIDTONE_MAX = 0.4
+
+
+def looks_blank(a: np.ndarray) -> bool:
+    return a.size == 0 or float(a.max() - a.min()) < INK_RANGE
+
+
+def midtone_share(a: np.ndarray) -> float:
+    lo, hi = float(a.min()), float(a.max())
+    r = (a - lo) / max(hi - lo, 1e-6)
+    return float(((r > 0.25) & (r < 0.75)).mean())
+
+
+def sequence_scores(token_probs: Sequence[float], eos_prob: float) -> dict[str, float]:
+    """The candidate formula scores: probability of the whole output, least certain step,
+    geometric mean of the steps."""
+    with np.errstate(divide="ignore"):  # a step of probability 0 (a cut-off <eos>) gives 0
+        logs = np.log(np.clip([*token_probs, eos_prob], 0.0, 1.0))
+    return {"product": float(np.exp(logs.sum())), "min": float(np.exp(logs.min())),
+            "geo_mean": float(np.exp(logs.mean()))}
+
+
+@dataclass
+class Calibration:
+    score: str = "product"  # a key of sequence_scores
+    a: float = 1.0
+    b: float = 0.0
+    fitted: bool = False  # False: the raw score, sigmoid is not applied
+
+    def __call__(self, token_probs: Sequence[float], eos_prob: float) -> float:
+        score = sequence_scores(token_probs, eos_prob)[self.score]
+        if not self.fitted:
+            return score
+        p = min(max(score, 1e-6), 1 - 1e-6)
+        z = self.a * float(np.log(p / (1 - p))) + self.b
+        return float(1.0 / (1.0 + np.exp(-z)))
+
+    @classmethod
+    def find(cls, checkpoint: Path) -> Calibration:
+        """``NAME.calibration.json`` next to the checkpoint (``calibration.json`` in an
+        ONNX export directory), if there is one."""
+        f = (checkpoint / "calibration.json" if checkpoint.is_dir()
+             else checkpoint.with_suffix(".calibration.json"))
+        if not f.is_file():
+            return cls()
+        try:
+            d = json.loads(f.read_text())
+            calib = cls(str(d["score"]), float(d["a"]), float(d["b"]), True)
+            sequence_scores([], 1.0)[calib.score]
+            return calib
+        except (ValueError, KeyError, TypeError) as e:
+            raise CheckpointError(f"{f}: not a calibration file ({e})") from None
 
 
 ImageInput = str | Path | bytes | np.ndarray
 
 
 class Recognizer:
-    """One model, or an ensemble of several that share a vocabulary and input size."""
+    """One model, or an ensemble of several that share a vocabulary and input size.
+
+    ``onnx``, when given, runs greedy decoding on onnxruntime (texlens/onnx_backend.py);
+    beam search and ensembles stay on the PyTorch ``models``.
+    """
 
     def __init__(self, models: torch.nn.Module | Sequence[torch.nn.Module], cfg, vocab,
-                 name: str = ""):
+                 name: str = "", calibration: Calibration | None = None, onnx=None):
         self.models = [models] if isinstance(models, torch.nn.Module) else list(models)
-        self.model = self.models[0]
+        self.model = self.models[0] if self.models else None
         self.cfg, self.vocab, self.name = cfg, vocab, name
+        self.calibration = calibration or Calibration()
+        self.onnx = onnx
 
     @classmethod
-    def load(cls, name_or_path: str | Path | Sequence[str | Path] = DEFAULT_MODEL
-             ) -> Recognizer:
+    def load(cls, name_or_path: str | Path | Sequence[str | Path] = DEFAULT_MODEL,
+             backend: str = "torch") -> Recognizer:
+        """A shipped name or checkpoint (a list: an ensemble), on ``backend`` torch, onnx or
+        onnx-int8. For ONNX, a checkpoint is exported once into the cache
+        (``$TEXLENS_CACHE``, default ~/.cache/texlens); a directory written by
+        ``texlens export --onnx`` loads on its own (greedy decoding only)."""
+        if backend not in BACKENDS:
+            raise ValueError(f"backend must be one of {', '.join(BACKENDS)}, not {backend!r}")
         names = [name_or_path] if isinstance(name_or_path, (str, Path)) else list(name_or_path)
-        loaded = [load_model(resolve_model(n)) for n in names]
+        if backend != "torch" and len(names) > 1:
+            raise ValueError(f"backend {backend}: ensembles run on torch only")
+        int8 = backend == "onnx-int8"
+        if backend != "torch" and Path(names[0]).is_dir():
+            from texlens.onnx_backend import OnnxModel
+            onnx = OnnxModel(names[0], int8=int8)
+            return cls([], onnx.cfg, onnx.vocab, f"{names[0]} ({backend})",
+                       Calibration.find(Path(names[0])), onnx)
+        paths = [resolve_model(n) for n in names]
+        loaded = [load_model(p) for p in paths]
         _, cfg, vocab = loaded[0]
         for n, (_, c, v) in zip(names[1:], loaded[1:], strict=True):
             if v != vocab:
@@ -72,7 +164,14 @@ class Recognizer:
                                       "an ensemble needs one vocabulary")
             if input_settings(c.data) != input_settings(cfg.data):
                 raise CheckpointError(f"{n}: its input size differs from {names[0]}'s")
-        return cls([m for m, _, _ in loaded], cfg, vocab, " + ".join(map(str, names)))
+        # An ensemble's log-probabilities are averaged: no one model's mapping fits it.
+        calib = Calibration.find(paths[0]) if len(paths) == 1 else Calibration()
+        onnx = None
+        if backend != "torch":
+            from texlens.onnx_backend import OnnxModel, export_cached
+            onnx = OnnxModel(export_cached(paths[0], loaded[0], int8), int8=int8)
+        name = " + ".join(map(str, names)) + ("" if backend == "torch" else f" ({backend})")
+        return cls([m for m, _, _ in loaded], cfg, vocab, name, calib, onnx)
 
     def prepare(self, image: ImageInput, name: str | None = None) -> np.ndarray:
         """Load and preprocess one image to the model's float input (1, H, W)."""
@@ -83,30 +182,64 @@ class Recognizer:
                        max_len: int | None = None, beam: int = 1) -> list[Prediction]:
         """Preprocessed inputs -> predictions, batched by width to limit padding.
 
-        beam=1 with one model is greedy decoding (key/value cache); otherwise batched
-        beam search, averaging the models' log-probabilities for an ensemble.
+        beam=1 with one model is greedy decoding (key/value cache; on onnxruntime when
+        loaded so); otherwise batched beam search on PyTorch, averaging the models'
+        log-probabilities for an ensemble. An input without ink (its values span less
+        than ``INK_RANGE``: a blank page) is not decoded: it reads as an empty formula
+        with confidence 0. One that is not ink on paper (more than ``MIDTONE_MAX`` of
+        mid-tones: noise, a gradient, a photograph) is decoded, but its confidence is 0.
         """
-        order = sorted(range(len(arrays)), key=lambda i: arrays[i].shape[-1])
         out: list[Prediction | None] = [None] * len(arrays)
+        inked = []
+        for i, a in enumerate(arrays):
+            if looks_blank(a):
+                out[i] = Prediction("", [], 0.0, token_probs=[])
+            else:
+                inked.append(i)
+        order = sorted(inked, key=lambda i: arrays[i].shape[-1])
         max_len = max_len or self.cfg.data.max_tokens
+        greedy = beam == 1 and (len(self.models) == 1 or self.onnx is not None)
+        if not greedy and not self.models:
+            raise ValueError(f"{self.name}: beam search needs the PyTorch weights; load the "
+                             "checkpoint (with backend='onnx', greedy decoding uses ONNX)")
         for start in range(0, len(order), batch_size):
             idx = order[start:start + batch_size]
             batch = collate([{"image": arrays[i], "ids": [0], "index": i} for i in idx])
-            if beam == 1 and len(self.models) == 1:
-                ids, score = greedy_decode(self.model, batch["images"], batch["mask"], max_len)
+            if greedy:
+                if self.onnx is not None:
+                    ids, probs = self.onnx.greedy(batch["images"].numpy(),
+                                                  batch["mask"].numpy(), max_len)
+                else:
+                    ids, _, probs = greedy_decode(self.model, batch["images"], batch["mask"],
+                                                  max_len, return_probs=True)
+                    ids, probs = ids.numpy(), probs.numpy()
                 for row, i in enumerate(idx):
-                    toks = self.vocab.decode(ids[row].tolist())
-                    out[i] = Prediction(join(toks), toks, float(np.exp(score[row].item())))
+                    out[i] = self._prediction(ids[row].tolist(), probs[row].tolist())
                 continue
             hyps = beam_search(self.models, batch["images"], batch["mask"], beam, max_len)
             for row, i in enumerate(idx):
                 best = hyps[row][0]
-                toks = self.vocab.decode(best.ids)
-                conf = float(np.exp(best.logprob / (len(best.ids) + 1)))
-                out[i] = Prediction(join(toks), toks, conf,
-                                    [(join(self.vocab.decode(h.ids)), h.score)
-                                     for h in hyps[row]])
+                out[i] = self._prediction([*best.ids, Vocab.eos_id], best.probs)
+                out[i].nbest = [(join(self.vocab.decode(h.ids)), h.score) for h in hyps[row]]
+        for i in inked:
+            if midtone_share(arrays[i]) > MIDTONE_MAX:
+                out[i].confidence = 0.0  # type: ignore[union-attr]
         return out  # type: ignore[return-value]
+
+    def _prediction(self, ids: list[int], probs: list[float]) -> Prediction:
+        """Output ids (through <eos>, if it came) and the probability of each -> Prediction.
+        An output cut off by the length budget never chose to stop: its <eos> counts as
+        probability 0."""
+        toks, token_probs, eos = [], [], 0.0
+        for i, p in zip(ids, probs, strict=True):
+            if i == Vocab.eos_id:
+                eos = p
+                break
+            if i not in (Vocab.pad_id, Vocab.sos_id):
+                toks.append(self.vocab.itos[i])
+                token_probs.append(float(p))
+        conf = self.calibration(token_probs, eos)
+        return Prediction(join(toks), toks, conf, token_probs=token_probs)
 
     def predict(self, images: Iterable[ImageInput], batch_size: int = 16,
                 beam: int = 1) -> list[Prediction]:

@@ -154,7 +154,14 @@ class ASTER(nn.Module):
         and its key mask (B, 1, 1, w), or None when nothing is padded."""
         s = self.cnn.stride
         n = -(-images.shape[-1] // s)
-        feat = self.cnn(F.pad(images, (0, self.margin)))[..., :n]  # (B, d, h, n)
+        images = F.pad(images, (0, self.margin))
+        # Columns past an image are blank paper, alone too (the margin above); rows below
+        # it are not: alone the CNN sees its implicit zero padding there, so in a batch of
+        # different heights the CNN zeroes the padded rows at every resolution instead.
+        rows = None if mask is None else mask.any(2)  # (B, H): rows holding the image
+        row_mask = (None if rows is None or bool(rows.all())
+                    else rows[:, :, None].expand(-1, -1, images.shape[-1]))
+        feat = self.cnn(images, row_mask)[..., :n]  # (B, d, h, n)
         if mask is None or bool(mask.all()):
             out, _ = self.rnn(feat.mean(2).transpose(1, 2))
             return self.proj(self.drop(out)), None

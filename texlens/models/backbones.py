@@ -12,6 +12,9 @@ feature extractors to compare against:
 Every backbone rounds sizes up (``ceil``), like ShallowCNN: the last partial row or
 column of cells still sees its pixels instead of being dropped. Every backbone
 ends with a 1x1 convolution to ``d_model`` and exposes its total stride as ``.stride``.
+Every backbone takes ``forward(x, mask)`` and zeroes padded cells before each spatial
+convolution or pooling (see texlens/models/cnn.py), so padding does not leak into the
+image's features.
 """
 
 from __future__ import annotations
@@ -23,9 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from texlens.models.cnn import ShallowCNN
-
-Stride = int | tuple[int, int]
+from texlens.models.cnn import ShallowCNN, Stride, blank, cell_mask, shrink
 
 
 def _pair(s: Stride) -> tuple[int, int]:
@@ -58,8 +59,12 @@ class DenseLayer(nn.Module):
         )
         self.dropout = dropout
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = self.conv(self.reduce(x))
+    def forward(self, x: torch.Tensor, m: torch.Tensor | None = None) -> torch.Tensor:
+        """m (B, 1, H, W): 1 on real cells, or None. The 1x1 stage is per cell; only the
+        3x3 reads neighbours, so its input (BN-ReLU output, non-zero on blank cells) is
+        zeroed on padding."""
+        norm, relu, conv = self.conv
+        y = conv(blank(relu(norm(self.reduce(x))), m))
         return F.dropout(y, self.dropout, self.training) if self.dropout > 0 else y
 
 
@@ -73,11 +78,12 @@ class DenseBlock(nn.Module):
             DenseLayer(in_channels + i * growth, growth, bottleneck, dropout)
             for i in range(n_layers))
         self.out_channels = in_channels + n_layers * growth
+        self.stride = 1
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, m: torch.Tensor | None = None) -> torch.Tensor:
         features = [x]
         for layer in self.layers:
-            features.append(layer(torch.cat(features, 1)))
+            features.append(layer(torch.cat(features, 1), m))
         return torch.cat(features, 1)
 
 
@@ -90,9 +96,15 @@ class Transition(nn.Module):
         self.conv = nn.Conv2d(in_channels, out_channels, 1, bias=False)
         # ceil_mode keeps a trailing odd row/column instead of dropping it.
         self.pool = nn.AvgPool2d(2, ceil_mode=True) if pool else nn.Identity()
+        self.stride = 2 if pool else 1
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.pool(self.conv(F.relu(self.norm(x))))
+    def forward(self, x: torch.Tensor, m: torch.Tensor | None = None) -> torch.Tensor:
+        x = self.conv(F.relu(self.norm(x)))
+        if m is None or self.stride == 1:
+            return self.pool(x)
+        # Average over real cells only: alone, a window cut by the image edge averages
+        # only its in-image cells (the pool ignores cells past the tensor's edge).
+        return self.pool(x * m) / self.pool(m).clamp(min=1e-6)
 
 
 class DenseNetBackbone(nn.Module):
@@ -141,9 +153,19 @@ class DenseNetBackbone(nn.Module):
         self.out_channels = channels
         self.stride = downsample
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.blocks(self.stem(x))
-        return self.proj(F.relu(self.norm(x)))
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        """mask (B, H, W) bool, True on real pixels; the output is zero on padded cells."""
+        m = cell_mask(mask, x)
+        conv, norm, relu, pool = self.stem
+        x = relu(norm(conv(blank(x, m))))
+        m = shrink(m, 2)
+        # Zeros stand in for the cells the pool skips past the edge: inputs are >= 0 (ReLU).
+        x = pool(blank(x, m))
+        m = shrink(m, 2)
+        for stage in self.blocks:
+            x = stage(x, m)
+            m = shrink(m, stage.stride)
+        return blank(self.proj(F.relu(self.norm(x))), m)
 
 
 # --- ResNet ----------------------------------------------------------------------------
@@ -155,6 +177,7 @@ class BasicBlock(nn.Module):
     def __init__(self, in_channels: int, out_channels: int, stride: Stride = 1):
         super().__init__()
         stride = _pair(stride)
+        self.stride = stride
         self.conv1 = nn.Conv2d(in_channels, out_channels, 3, stride, padding=1, bias=False)
         self.bn1 = nn.BatchNorm2d(out_channels)
         self.conv2 = nn.Conv2d(out_channels, out_channels, 3, padding=1, bias=False)
@@ -168,9 +191,11 @@ class BasicBlock(nn.Module):
                 nn.Conv2d(in_channels, out_channels, 1, stride, bias=False),
                 nn.BatchNorm2d(out_channels))
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = F.relu(self.bn1(self.conv1(x)), inplace=True)
-        y = self.bn2(self.conv2(y))
+    def forward(self, x: torch.Tensor, m: torch.Tensor | None = None) -> torch.Tensor:
+        """m (B, 1, H, W): 1 on real cells of ``x``, or None. The 1x1 shortcut reads one
+        cell, so only the 3x3 convs need zeroed inputs."""
+        y = F.relu(self.bn1(self.conv1(blank(x, m))), inplace=True)
+        y = self.bn2(self.conv2(blank(y, shrink(m, self.stride))))
         return F.relu(y + self.shortcut(x), inplace=True)
 
 
@@ -213,8 +238,16 @@ class ResNetBackbone(nn.Module):
         self.stride = _compact(2 * math.prod(p[0] for p in pairs),
                                2 * math.prod(p[1] for p in pairs))
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.proj(self.stages(self.stem(x)))
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        """mask (B, H, W) bool, True on real pixels; the output is zero on padded cells."""
+        m = cell_mask(mask, x)
+        x = self.stem(blank(x, m))
+        m = shrink(m, 2)
+        for stage in self.stages:
+            for block in stage:
+                x = block(x, m)
+                m = shrink(m, block.stride)
+        return blank(self.proj(x), m)
 
 
 def resnet_strides(downsample: int) -> tuple[int, int, int, int]:

@@ -43,10 +43,11 @@ class ConvFFN(nn.Module):
                 valid: torch.Tensor | None = None) -> torch.Tensor:
         b, n, d = x.shape
         h, w = hw
-        if valid is not None:  # padding must not leak into real positions through the 3x3
-            x = x * valid[:, :, None].to(x.dtype)
-        y = x.transpose(1, 2).reshape(b, d, h, w)
-        y = self.act(self.expand(y))
+        y = self.act(self.expand(x.transpose(1, 2).reshape(b, d, h, w)))
+        if valid is not None:
+            # The 3x3 must see zeros on padding, as its implicit padding gives an image
+            # alone; the expansion's bias makes blank cells non-zero, hence zero after it.
+            y = y * valid.view(b, 1, h, w).to(y.dtype)
         y = self.drop(self.act(self.depthwise(y)))
         return self.project(y).flatten(2).transpose(1, 2)
 

@@ -28,8 +28,9 @@ class Sine2D(nn.Module):
             raise ValueError(f"d_model must be divisible by 4 for 2-D sinusoids, got {d_model}")
         self.d_model = d_model
 
-    def forward(self, feat: torch.Tensor) -> torch.Tensor:
-        """feat (B, d, H, W) -> positional map of the same shape."""
+    def forward(self, feat: torch.Tensor, valid: torch.Tensor | None = None) -> torch.Tensor:
+        """feat (B, d, H, W) -> positional map of the same shape. ``valid`` (B, 1, H, W),
+        1 on real cells, matters only to encodings that pool the map (Adaptive2D)."""
         b, d, h, w = feat.shape
         half = d // 2
         rows = sinusoid(h, half, feat.device).T[:, :, None].expand(half, h, w)
@@ -52,9 +53,12 @@ class Adaptive2D(nn.Module):
                                     nn.Linear(hidden, d_model))
         self.alpha, self.beta = mlp(), mlp()
 
-    def forward(self, feat: torch.Tensor) -> torch.Tensor:
+    def forward(self, feat: torch.Tensor, valid: torch.Tensor | None = None) -> torch.Tensor:
         b, d, h, w = feat.shape
-        pooled = feat.mean((2, 3))
+        if valid is None:
+            pooled = feat.mean((2, 3))
+        else:  # padded cells must not dilute the average of a short formula
+            pooled = (feat * valid).sum((2, 3)) / valid.sum((2, 3)).clamp(min=1)
         a = torch.sigmoid(self.alpha(pooled))[:, :, None, None]
         bb = torch.sigmoid(self.beta(pooled))[:, :, None, None]
         rows = sinusoid(h, d, feat.device).T[None, :, :, None].to(feat.dtype)
@@ -69,7 +73,7 @@ class Learned2D(nn.Module):
         super().__init__()
         self.table = nn.Parameter(torch.randn(1, d_model, max_h, max_w) * 0.02)
 
-    def forward(self, feat: torch.Tensor) -> torch.Tensor:
+    def forward(self, feat: torch.Tensor, valid: torch.Tensor | None = None) -> torch.Tensor:
         b, d, h, w = feat.shape
         mh, mw = self.table.shape[2:]
         if h > mh or w > mw:

@@ -61,17 +61,20 @@ class SATRN(nn.Module):
     def encode_map(self, images: torch.Tensor, mask: torch.Tensor | None
                    ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """CNN feature map + 2-D positions -> transformer encoder (the SATRN encoder)."""
-        feat = self.cnn(images)
-        pos = self.pe_drop(self.pe(feat))
+        if mask is not None and bool(mask.all()):
+            mask = None  # nothing padded: the unmasked path, as for a single image
+        # The backbone zeroes padded cells at every resolution, so they cannot leak in.
+        feat = self.cnn(images, mask)
+        b, d, h, w = feat.shape
+        valid = None
+        if mask is not None:
+            s = self.cnn.stride  # an int or an (h, w) pair; backbones round sizes up
+            valid = F.max_pool2d(mask[:, None].to(feat.dtype), s, s, ceil_mode=True)[..., :h, :w]
+        pos = self.pe_drop(self.pe(feat, valid))
         if self.untied is None:
             feat = feat + pos
-        b, d, h, w = feat.shape
         x = feat.flatten(2).transpose(1, 2)
-        mem_mask = None
-        if mask is not None and not bool(mask.all()):
-            s = self.cnn.stride  # an int or an (h, w) pair; backbones round sizes up
-            small = F.max_pool2d(mask[:, None].float(), s, s, ceil_mode=True)[:, :, :h, :w] > 0
-            mem_mask = small.flatten(1)[:, None, None, :]
+        mem_mask = None if valid is None else (valid > 0).flatten(1)[:, None, None, :]
         bias = None
         if self.untied is not None:
             bias = self.untied(pos.flatten(2).transpose(1, 2), mem_mask)

@@ -203,10 +203,15 @@ def _typeset(formulas: list[str], font: str, dpi: int, display: bool, workdir: P
         return (_typeset(formulas[:half], font, dpi, display, workdir, timeout)
                 + _typeset(formulas[half:], font, dpi, display, workdir, timeout))
     # --picky: a page dvipng cannot draw in full (a missing glyph) gets no image at all.
-    run = subprocess.run(["dvipng", "--picky", "-T", "tight", "-D", str(dpi), "-bg",
-                          "Transparent", "-z", "1", "-o", "p%d.png", f"{job}.dvi"],
-                         cwd=workdir, capture_output=True, text=True, timeout=timeout,
-                         stdin=subprocess.DEVNULL)
+    # dvipng's time grows with pages and dpi, and on a busy machine it can take several
+    # times latex's: a generous limit, and past it a failure per formula, never a crash.
+    try:
+        run = subprocess.run(["dvipng", "--picky", "-T", "tight", "-D", str(dpi), "-bg",
+                              "Transparent", "-z", "1", "-o", "p%d.png", f"{job}.dvi"],
+                             cwd=workdir, capture_output=True, text=True,
+                             timeout=60 + 4 * timeout, stdin=subprocess.DEVNULL)
+    except subprocess.TimeoutExpired:
+        return [RenderFailure(f"dvipng ran past {60 + 4 * timeout:.0f} s")] * len(formulas)
     out = []
     for i in range(len(formulas)):
         png = workdir / f"p{i + 1}.png"

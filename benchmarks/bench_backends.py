@@ -1,0 +1,93 @@
+"""PyTorch vs ONNX vs ONNX int8 on the CPU: batch-1 latency and batch-32 throughput.
+
+    python benchmarks/bench_backends.py [--model printed-small --model handwritten-small]
+        [--threads 2] [--runs 30] [--exprate printed-small=data/printed/test-synth ...]
+
+Batch 1: the example image (examples/printed or examples/handwritten, by the model's
+name) whose caption is closest to 30 tokens, preprocessed once; the timed part is
+encode + greedy decoding, median of --runs. Batch 32: the examples repeated to 32
+images, images/s, median of 3. --exprate MODEL=DIR also scores each backend on a test
+set (the int8 loss). ONNX graphs are exported into outputs/onnx-cache (TEXLENS_CACHE).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import statistics
+import time
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+os.environ.setdefault("TEXLENS_CACHE", str(ROOT / "outputs" / "onnx-cache"))
+
+from texlens.evaluate import evaluate  # noqa: E402
+from texlens.recognizer import BACKENDS, Recognizer  # noqa: E402
+
+
+def examples(model: str) -> tuple[Path, list[Path], dict[str, int]]:
+    folder = ROOT / "examples" / ("handwritten" if "hand" in model else "printed")
+    lengths = {}
+    for line in (folder / "caption.txt").read_text().splitlines():
+        key, caption = line.split("\t", 1)
+        lengths[key] = len(caption.split())
+    files = sorted((folder / "images").glob("*.png"))
+    return folder, files, lengths
+
+
+def time_backend(rec: Recognizer, files: list[Path], lengths: dict[str, int], runs: int
+                 ) -> dict:
+    one = min(files, key=lambda f: abs(lengths.get(f.stem, 0) - 30))
+    a = rec.prepare(one)
+    tokens = len(rec.predict_arrays([a], 1)[0].tokens)  # also the warm-up
+    per_image = []
+    for _ in range(runs):
+        t0 = time.perf_counter()
+        rec.predict_arrays([a], 1)
+        per_image.append((time.perf_counter() - t0) * 1000)
+    arrays = [rec.prepare(f) for f in files]
+    batch = (arrays * (32 // len(arrays) + 1))[:32]
+    rec.predict_arrays(batch[:4], 32)
+    batches = []
+    for _ in range(3):
+        t0 = time.perf_counter()
+        rec.predict_arrays(batch, 32)
+        batches.append(time.perf_counter() - t0)
+    return {"image": one.name, "tokens": tokens, "ms": statistics.median(per_image),
+            "p90": statistics.quantiles(per_image, n=10)[-1],
+            "ips": 32 / statistics.median(batches)}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--model", action="append", default=[])
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--runs", type=int, default=30)
+    ap.add_argument("--exprate", action="append", default=[], metavar="MODEL=DIR")
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)  # onnxruntime sessions take the same count
+    models = args.model or ["printed-small", "handwritten-small"]
+    print(f"threads: {args.threads}, cpu: {platform.processor() or platform.machine()}, "
+          f"torch {torch.__version__}, load average {os.getloadavg()[0]:.1f}")
+    print("| model | backend | batch 1 (median, p90) | tokens | batch 32 |")
+    print("|---|---|---|---|---|")
+    for model in models:
+        _, files, lengths = examples(model)
+        for backend in BACKENDS:
+            r = time_backend(Recognizer.load(model, backend=backend), files, lengths, args.runs)
+            print(f"| {model} | {backend} | {r['ms']:.1f} ms ({r['p90']:.1f}) | {r['tokens']} "
+                  f"({r['image']}) | {r['ips']:.1f} images/s |", flush=True)
+    for item in args.exprate:
+        model, data = item.split("=", 1)
+        for backend in BACKENDS:
+            m = evaluate(Recognizer.load(model, backend=backend), data)["metrics"]
+            print(f"{model} {backend} on {data}: ExpRate {m['sentence_acc'] * 100:.2f}% "
+                  f"(n={m['n']}, {m['seconds']:.0f} s)", flush=True)
+
+
+if __name__ == "__main__":
+    main()

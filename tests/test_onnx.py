@@ -1,0 +1,110 @@
+"""ONNX export and the onnxruntime backend: the same tokens as PyTorch on the examples."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytest.importorskip("onnxruntime", reason="onnxruntime is not installed")
+pytest.importorskip("onnx", reason="onnx is not installed")
+
+from typer.testing import CliRunner  # noqa: E402
+
+from texlens.cli import app  # noqa: E402
+from texlens.evaluate import evaluate  # noqa: E402
+from texlens.onnx_backend import ENCODER, META, STEP, cache_dir  # noqa: E402
+from texlens.recognizer import Recognizer, resolve_model  # noqa: E402
+
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
+CASES = [("printed-small", "printed"), ("handwritten-small", "handwritten")]
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory) -> dict[str, Path]:
+    """Each shipped model exported once (float and int8) through the CLI."""
+    out = {}
+    for name, _ in CASES:
+        d = tmp_path_factory.mktemp("onnx") / name
+        res = CliRunner().invoke(app, ["export", name, "--onnx", str(d), "--int8"])
+        assert res.exit_code == 0, res.output
+        out[name] = d
+    return out
+
+
+def test_export_writes_both_graphs_and_the_vocabulary(exported):
+    d = exported["printed-small"]
+    names = {f.name for f in d.iterdir()}
+    assert {ENCODER, STEP, META, "encoder.int8.onnx", "decoder_step.int8.onnx"} <= names
+    meta = json.loads((d / META).read_text())
+    assert meta["tokens"] == Recognizer.load("printed-small").vocab.itos
+    # int8 weights are about a quarter of float ones
+    assert (d / "decoder_step.int8.onnx").stat().st_size < 0.5 * (d / STEP).stat().st_size
+
+
+@pytest.mark.parametrize(("name", "folder"), CASES)
+@pytest.mark.parametrize("batch_size", [1, 16])
+def test_onnx_gives_the_same_tokens_as_pytorch(exported, name, folder, batch_size):
+    torch_rec = Recognizer.load(name)
+    onnx_rec = Recognizer.load(exported[name], backend="onnx")
+    arrays = [torch_rec.prepare(p) for p in sorted((EXAMPLES / folder / "images").glob("*.png"))]
+    want = torch_rec.predict_arrays(arrays, batch_size)
+    got = onnx_rec.predict_arrays(arrays, batch_size)
+    for w, g in zip(want, got, strict=True):
+        assert g.tokens == w.tokens
+        assert g.token_probs == pytest.approx(w.token_probs, abs=1e-3)
+        assert g.confidence == pytest.approx(w.confidence, abs=1e-3)
+
+
+@pytest.mark.parametrize(("name", "folder"), CASES)
+def test_int8_stays_close_on_the_examples(exported, name, folder):
+    # The 0.5-point bound is measured on test sets (benchmarks/bench_backends.py); on a
+    # handful of examples one formula is already several points, hence a looser bound.
+    full = evaluate(Recognizer.load(name), EXAMPLES / folder)["metrics"]["sentence_acc"]
+    int8 = evaluate(Recognizer.load(exported[name], backend="onnx-int8"),
+                    EXAMPLES / folder)["metrics"]["sentence_acc"]
+    assert int8 >= full - 0.2
+
+
+def test_beam_search_needs_the_pytorch_weights(exported):
+    rec = Recognizer.load(exported["printed-small"], backend="onnx")
+    image = rec.prepare(sorted((EXAMPLES / "printed" / "images").glob("*.png"))[0])
+    with pytest.raises(ValueError, match="beam search needs the PyTorch weights"):
+        rec.predict_arrays([image], beam=3)
+
+
+def test_checkpoint_on_onnx_exports_once_into_the_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("TEXLENS_CACHE", str(tmp_path))
+    rec = Recognizer.load("printed-small", backend="onnx")
+    d = cache_dir(resolve_model("printed-small"))
+    assert d.parent.parent == tmp_path and (d / ENCODER).is_file()
+    stamp = (d / ENCODER).stat().st_mtime_ns
+    again = Recognizer.load("printed-small", backend="onnx")
+    assert (d / ENCODER).stat().st_mtime_ns == stamp
+    image = rec.prepare(sorted((EXAMPLES / "printed" / "images").glob("*.png"))[1])
+    assert again.predict_arrays([image])[0].tokens == rec.predict_arrays([image])[0].tokens
+    # beam search falls back to the PyTorch weights loaded beside the graphs
+    assert rec.predict_arrays([image], beam=2)[0].nbest
+
+
+def test_cli_predict_with_onnx_backend(exported):
+    images = str(EXAMPLES / "printed" / "images")
+    torch_out = CliRunner().invoke(app, ["predict", images, "--json"])
+    onnx_out = CliRunner().invoke(app, ["predict", images, "--json", "--backend", "onnx",
+                                        "--model", str(exported["printed-small"])])
+    assert torch_out.exit_code == 0 and onnx_out.exit_code == 0, onnx_out.output
+    rows = lambda out: [json.loads(line) for line in out.stdout.splitlines()]  # noqa: E731
+    assert [r["tokens"] for r in rows(onnx_out)] == [r["tokens"] for r in rows(torch_out)]
+    assert all(len(r["token_probs"]) == len(r["tokens"]) for r in rows(onnx_out))
+    bad = CliRunner().invoke(app, ["predict", images, "--backend", "tensorrt"])
+    assert bad.exit_code == 2 and "backend must be one of" in bad.output
+
+
+def test_export_needs_a_target_and_a_model(tmp_path):
+    res = CliRunner().invoke(app, ["export", "printed-small"])
+    assert res.exit_code == 2 and "--onnx" in res.output
+    res = CliRunner().invoke(app, ["export", "no-such-model", "--onnx", str(tmp_path)])
+    assert res.exit_code == 2 and "no-such-model" in res.output
+    assert not np.any([f.suffix == ".onnx" for f in tmp_path.iterdir()])
