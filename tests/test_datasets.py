@@ -505,14 +505,15 @@ def test_page_augment_keeps_the_formula_readable_after_preprocessing():
     from texlens.data.transforms import build_page_augment, ink_height, preprocess
 
     assert build_page_augment(AugmentConfig()) is None  # off unless asked for
-    page = build_page_augment(AugmentConfig(p_margin=1, p_tint=1, p_downscale=0, p_jpeg=1))
-    pickle.dumps(page)  # data-loader workers need it
+    pickle.dumps(build_page_augment(AugmentConfig(p_jpeg=1)))  # data-loader workers need it
+    # JPEG ringing can reach 0 and 255 again, so the tone check runs without it.
+    page = build_page_augment(AugmentConfig(p_margin=1, p_tint=1, p_downscale=0, p_jpeg=0))
     img = np.full((60, 200), 255, np.uint8)
     for x in range(10, 190, 20):  # a row of 'symbols' 20 px high
         img[20:40, x:x + 8] = 0
     cfg = DataConfig(size_mode="scale", scale=1.0, ink_height=10, ink_tolerance=1.0,
                      height=128, max_width=800)
-    for _ in range(10):
+    for _ in range(30):  # every draw of margins and tones must pass
         out = page(image=img)["image"]
         assert out.shape[0] >= 60 and out.shape[1] >= 200
         assert int(out.max()) - int(out.min()) < 255  # toned toward grey

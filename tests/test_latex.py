@@ -9,7 +9,16 @@ from pathlib import Path
 
 import pytest
 
-from texlens.latex import LatexError, normalize, to_latex
+from texlens.latex import (
+    LatexError,
+    bracket_end,
+    check_braces,
+    group_end,
+    lex,
+    normalize,
+    split_args,
+    to_latex,
+)
 
 CORPUS = Path(__file__).resolve().parents[2] / "shared/data/formulas"
 
@@ -41,6 +50,15 @@ def n(latex: str) -> str:
     ("\\mathbb Q", "\\mathbb { Q }"),
     ("\\operatorname*{lim}_{x\\to0}", "\\operatorname* { l i m } _ { x \\rightarrow 0 }"),
     ("\\xrightarrow[a]{f}", "\\xrightarrow [ a ] { f }"),
+    # a ] inside an optional argument keeps its braces (LaTeX ends it at the first ])
+    ("\\sqrt[{]}]{x}", "\\sqrt [ { ] } ] { x }"),
+    # \text{ } is a space; an empty text argument is the one token {}
+    ("\\text{ }M", "\\text { ~ } M"),
+    ("\\text{}M", "\\text {} M"),
+    ("\\sqrt[{[a]}]{x}", "\\sqrt [ { [ a ] } ] { x }"),
+    # \dag is {\dagger} in math: an Ord atom, not the Bin \dagger
+    ("a \\dag b", "a { \\dagger } b"),
+    ("x^\\dag", "x ^ { \\dagger }"),
     # old font switches, infix fractions
     ("{\\rm abc}", "\\mathrm { a b c }"),
     ("{\\rm d}x", "\\mathrm { d } x"),
@@ -76,8 +94,9 @@ def n(latex: str) -> str:
     ("\\begin{array}[b]{c} a \\end{array}", "\\begin{array}[b] { c } a \\end{array}"),
     ("\\begin{alignedat}{2} a &= b & c &= d \\end{alignedat}",
      "\\begin{alignedat} { 2 } a & = b & c & = d \\end{alignedat}"),
-    # spacing is kept; \ is ~; dimensions are one token
-    ("a\\,b\\;c\\quad d\\ e~f", "a \\, b \\; c \\quad d ~ e ~ f"),
+    # spacing is kept; dimensions are one token; \ is ~ without its {} (an Ord atom)
+    ("a\\,b\\;c\\quad d\\ e~f", "a \\, b \\; c \\quad d \\nobreakspace e ~ f"),
+    ("x = \\ - 1", "x = \\nobreakspace - 1"),
     ("\\hspace{1 pt} \\mspace{0mu}", "\\hspace { 1pt } \\mspace { 0mu }"),
     # text: one token per character, spaces as ~
     ("\\text{if } x", "\\text { i f ~ } x"),
@@ -132,6 +151,7 @@ def test_normalize(latex: str, expected: str) -> None:
     ("\\begin{tabular}{c} a \\end{tabular}", "tabular"),
     ("\\frac\\sqrt2 3", "unbraced argument"),
     ("\\left\\alpha x \\right)", "delimiter"),
+    ("\\sqrt[[a]]{x}", "first ']'"),
     ("", "empty"),
 ])
 def test_errors(latex: str, message: str) -> None:
@@ -151,6 +171,46 @@ def test_to_latex_joins_text_arguments() -> None:
     assert to_latex(toks) == "\\text {if~} x \\textbf {e.g.~\\S3}"
     assert normalize(to_latex(toks)) == toks
     assert normalize(" ".join(toks)) == toks
+
+
+# -- token-list helpers (shared by tokens, crohme_truth, synth.render, handwriting.parse) --
+
+def _t(caption: str) -> list[str]:
+    return caption.split()
+
+
+def test_lex_splits_like_tex() -> None:
+    assert lex("\\frac12+\\alpha_i\\,\\{x\\}\\ y") == [
+        "\\frac", "1", "2", "+", "\\alpha", "_", "i", "\\,", "\\{", "x", "\\}", "\\ ", "y"]
+    assert lex("a\n\\\\ b") == ["a", "\\\\", "b"]
+
+
+def test_group_and_bracket_ends() -> None:
+    toks = _t("{ a { b } } c")
+    assert group_end(toks, 0) == 6 and group_end(toks, 2) == 5
+    with pytest.raises(LatexError, match="without '}'"):
+        group_end(_t("{ a { b }"), 0)
+    # LaTeX ends an optional argument at the first ] outside braces
+    assert bracket_end(_t("[ { ] } ] x"), 0) == 5
+    with pytest.raises(LatexError, match="unclosed"):
+        bracket_end(_t("[ 3 x"), 0)
+    check_braces(_t("{ a } { }"))
+    for bad in ("} {", "{ a", "a }"):
+        with pytest.raises(LatexError, match="unbalanced"):
+            check_braces(_t(bad))
+
+
+def test_split_args() -> None:
+    toks = _t("\\sqrt [ 3 ] { x + 1 } y")
+    assert split_args(toks, 1, "om", "\\sqrt") == ([["3"], ["x", "+", "1"]], 9)
+    assert split_args(_t("x 2 y"), 0, "om", "\\sqrt") == ([None, ["x"]], 1)
+    # an unbraced nested command takes its arguments along only when asked to
+    toks = _t("\\frac 1 2 y")
+    assert split_args(toks, 0, "m", "^", nested={"\\frac": "mm"}) == ([toks[:3]], 3)
+    assert split_args(toks, 0, "m", "^") == ([["\\frac"]], 1)
+    for bad in ("", "}", "^ 2", "& x"):
+        with pytest.raises(LatexError, match="\\^ is missing an argument"):
+            split_args(_t(bad), 0, "m", "^")
 
 
 def _corpus_lines(k: int) -> list[str]:
@@ -188,6 +248,10 @@ def test_typesets_like_the_input(tmp_path: Path) -> None:
              ("\\left\\lbrace x \\middle| \\text{if } x \\le 1\\right\\rbrace", None),
              ("\\begin{bmatrix}1\\\\2\\end{bmatrix} {x}^2 \\hat x", None),
              ("2{\\frac12}{\\mathbf{x}}_i", None),
+             # ~ is \nobreakspace{}: its {} would make the minus binary and add a thin
+             # space before \left( and \sum
+             ("x = \\ - 1 \\ , \\ \\left( a \\right) :=\\ \\sum b \\ = ~ - 1", None),
+             ("a \\dag b + c^{\\ddag \\mu} + \\sqrt[{]}]{x} + M, \\text{ }M_i", None),
              ("x + {a \\atop b} + \\genfrac{}{}{}{}{c}{d} + \\genfrac(]{1pt}{3}{e}{f}", None),
              ("\\begin{aligned}[t] a &= b \\end{aligned} "
               "\\begin{aligned}[y] &= 1\\end{aligned}", None)]

@@ -83,10 +83,16 @@ def test_control_symbols_are_single_tokens():
 
 
 @pytest.mark.parametrize("bad", ["{x", "x}", "\\frac{1", "} x {", "a } b { c",
-                                 "\\mbox{ab", "x^", "\\frac{1}", "\\sqrt[3 x"])
+                                 "\\mbox{ab", "x^", "\\frac{1}", "\\sqrt[3 x",
+                                 "{x^}", "x^^2", "\\frac{a}&"])
 def test_malformed_formulas_raise(bad):
     with pytest.raises(TokenizeError):
         tokenize(bad)
+
+
+def test_sqrt_index_ends_at_the_first_bracket_outside_braces():
+    # as in LaTeX: \sqrt[{]}]{x} has the index {]}
+    assert tokenize("\\sqrt[{]}]{x}") == ["\\sqrt", "[", "{", "]", "}", "]", "{", "x", "}"]
 
 
 def test_tokenize_error_is_a_value_error():

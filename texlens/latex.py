@@ -5,7 +5,10 @@ macros) and prints it back as tokens. Joined by single spaces, the tokens are La
 that TeX typesets like the input (amsmath, amssymb, amsfonts, mathtools, mathrsfs, bm),
 so a model that learns them can be checked by rendering. The choices:
 
-- One token per control word/symbol and per other character; ``\\ `` becomes ``~``.
+- One token per control word/symbol and per other character. A control space ``\\ ``
+  becomes ``\\nobreakspace`` in math (the same glue; a token may not hold a space), not
+  ``~``: that is ``\\nobreakspace{}``, whose empty group is an Ord atom and changes the
+  spacing around it (``= \\ - 1`` has a unary minus, ``= ~ - 1`` a binary one).
 - Scripts always braced, subscript first: ``x _ { i } ^ { 2 }``. A prime is written as
   the superscript TeX makes of it (``f'^2`` -> ``f ^ { \\prime 2 }``): the ``'`` token
   itself cannot be printed with spaces around it, since ``f ' ^ 2`` and ``f ' '`` are
@@ -26,7 +29,8 @@ so a model that learns them can be checked by rendering. The choices:
 - Text arguments (``\\text{if }``) are one token per character, spaces as ``~``. In
   text mode the spaces between tokens would print, so :func:`to_latex` joins text
   arguments without them; ``" ".join`` of the tokens is read back to the same tokens
-  by :func:`normalize` (a text argument spelt `` a b ~ c `` is taken as tokens).
+  by :func:`normalize` (a text argument spelt `` a b ~ c `` is taken as tokens). An empty
+  text argument is the one token ``{}`` (``\\text { }`` is a space, ``\\text { ~ }``).
 - Top-level wrappers (``$``, ``\\[``, ``equation*``) are dropped; ``align*`` becomes
   ``aligned`` and ``gather*`` ``gathered``, which set the same rows as display math
   (column pairs of ``align*`` spread over the line, so several pairs differ in gaps).
@@ -86,10 +90,12 @@ ALIASES = {
     "\\rbrack": "]", "\\vert": "|", "\\Vert": "\\|", "\\land": "\\wedge", "\\lor": "\\vee",
     "\\lnot": "\\neg", "\\lt": "<", "\\gt": ">", "\\thinspace": "\\,", "\\medspace": "\\:",
     "\\>": "\\:", "\\thickspace": "\\;", "\\negthinspace": "\\!", "\\owns": "\\ni",
-    "\\dag": "\\dagger", "\\ddag": "\\ddagger", "\\bm": "\\boldsymbol", "\\Bbb": "\\mathbb",
+    "\\bm": "\\boldsymbol", "\\Bbb": "\\mathbb",
     "\\textrm": "\\text", "\\textup": "\\text", "\\textnormal": "\\text", "\\emph": "\\textit",
     "\\sp": "^", "\\sb": "_",
 }
+# LaTeX's \dag in math is {\dagger}: an Ord atom, where \dagger alone is a Bin (spaced).
+_GROUPED_ALIASES = {"\\dag": "\\dagger", "\\ddag": "\\ddagger"}
 # \mbox and \hbox keep their size in scripts and fractions, \text shrinks: same only outside.
 _BOX_TO_TEXT = {"\\mbox", "\\hbox"}
 DROPPED = {"\\nonumber", "\\notag", "\\label", "\\protect"}
@@ -105,8 +111,8 @@ DELIMITERS = set("()[]|/.<>") | {
     "\\updownarrow", "\\Uparrow", "\\Downarrow", "\\Updownarrow", "\\lgroup", "\\rgroup",
     "\\lmoustache", "\\rmoustache", "\\arrowvert", "\\Arrowvert", "\\bracevert", "\\ulcorner",
     "\\urcorner", "\\llcorner", "\\lrcorner"}
-SPACES = {"\\,", "\\:", "\\;", "\\!", "\\quad", "\\qquad", "~", "\\enspace", "\\hfill",
-          "\\negmedspace", "\\negthickspace", "\\hspace", "\\hspace*", "\\mspace"}
+SPACES = {"\\,", "\\:", "\\;", "\\!", "\\quad", "\\qquad", "~", "\\nobreakspace", "\\enspace",
+          "\\hfill", "\\negmedspace", "\\negthickspace", "\\hspace", "\\hspace*", "\\mspace"}
 # Commands that put no atom in the math list: a script after them has an empty base.
 NON_ATOMS = SPACES | {"\\displaystyle", "\\textstyle", "\\scriptstyle", "\\scriptscriptstyle",
                       "\\color", "\\hline", "\\cline"}
@@ -245,6 +251,9 @@ class _Normalizer:
             if n.isNodeType(lw.LatexCharsNode):
                 out += self.chars(n)
             elif n.isNodeType(lw.LatexGroupNode):
+                if n.delimiters[0] == "[":  # pylatexenc nests [..] in an optional argument
+                    raise self.error("'[..]' inside an optional argument: LaTeX ends the "
+                                     "argument at the first ']' (brace the inner one)", n.pos)
                 sub = small or bool(out and out[-1].kind in ("sup", "sub"))
                 inner = self.scope(self.items(n.nodelist, sub))
                 out.append(_Item("group", _braced(_tokens(inner)), n.pos, inner))
@@ -281,7 +290,7 @@ class _Normalizer:
     def macro(self, n: lw.LatexMacroNode, small: bool) -> _Item | None:
         name = "\\" + n.macroname
         if n.macroname == " ":
-            name = "~"  # control space: an interword space, like ~ in math
+            name = "\\nobreakspace"  # control space: the glue of ~ without its {} atom
         if name in DEFINITIONS:
             raise self.error(f"macro definitions ({name}) are not supported", n.pos)
         if name in TEXT_ONLY or n.macroname in TEXT_ACCENTS:
@@ -292,6 +301,9 @@ class _Normalizer:
             raise self.error(f"unmatched {name}", n.pos)
         if name in _BOX_TO_TEXT and not small:
             name = "\\text"
+        if name in _GROUPED_ALIASES:
+            inner = _Item("tok", [_GROUPED_ALIASES[name]], n.pos)
+            return _Item("group", _braced(inner.toks), n.pos, [inner])
         name = ALIASES.get(name, name)
         if name in ("^", "_"):
             return _Item("sup" if name == "^" else "sub", [name], n.pos)
@@ -328,13 +340,18 @@ class _Normalizer:
                 raise self.error(f"{name} is missing an argument", n.pos)
             self.check_arg(name, arg)
             if kind == "o":
-                toks += ["[", *self.arg_math(arg, True), "]"]
+                inner = self.arg_math(arg, True)
+                if _bracket_at_top(inner):  # \sqrt[{]}]: the braces keep LaTeX reading on
+                    inner = _braced(inner)
+                toks += ["[", *inner, "]"]
             elif kind == "R":
                 toks.append("[" + "".join(self.raw(arg, name)) + "]")
             elif kind == "m":
                 toks += _braced(self.arg_math(arg, shrink))
             elif kind == "t":
-                toks += _braced(self.text_arg(arg))
+                # An empty text is the one token "{}": "{ }" joined is \text{ }, a space.
+                text = self.text_arg(arg)
+                toks += _braced(text) if text else ["{}"]
             else:
                 # "{ }" is one space token to TeX, and \genfrac tests its arguments for
                 # emptiness: an empty raw argument is the single token "{}".
@@ -585,10 +602,10 @@ class _Normalizer:
         start = arg.pos + 1
         content = self.src[start:arg.pos + arg.len - 1]
         pieces = content[1:-1].split(" ") if len(content) >= 2 else []
-        if content == " " or (content.startswith(" ") and content.endswith(" ")
-                              and all(_TOKEN.fullmatch(p) for p in pieces)):
+        if len(content) > 1 and content.startswith(" ") and content.endswith(" ") \
+                and all(_TOKEN.fullmatch(p) for p in pieces):
             # Our own output read back: the spaces only separate tokens.
-            compact = _Normalizer(_join_text(pieces if content != " " else []))
+            compact = _Normalizer(_join_text(pieces))
             return compact.text(compact.parse(compact.src))
         return self.text(arg.nodelist)
 
@@ -651,6 +668,15 @@ def _join_text(toks: Sequence[str]) -> str:
 
 def _tokens(items: Iterable[_Item]) -> list[str]:
     return [t for it in items for t in it.toks]
+
+
+def _bracket_at_top(toks: Sequence[str]) -> bool:
+    depth = 0
+    for t in toks:
+        depth += (t == "{") - (t == "}")
+        if depth == 0 and t == "]":
+            return True
+    return False
 
 
 def _unknown(it: _Item) -> bool:
@@ -759,3 +785,87 @@ def to_latex(tokens: Sequence[str]) -> str:
         text_next = t in TEXT_COMMANDS or t in ("\\tag", "\\tag*")
         out += (" " if out else "") + t
     return out
+
+
+# ---- token lists -------------------------------------------------------------------
+# Code that works on caption tokens rather than source text (texlens.tokens, crohme_truth,
+# synth.render, handwriting.parse) reads groups and arguments with these, so TeX's brace
+# rules are written once.
+
+_LEX = re.compile(r"\\[A-Za-z]+|\\.|\S", re.S)
+# What TeX cannot take as a one-token argument: a script, alignment or closing brace.
+_NOT_AN_ARGUMENT = {"}", "^", "_", "&"}
+
+
+def lex(latex: str) -> list[str]:
+    """TeX's tokens of a string: control words (``\\frac``), control symbols (``\\{``,
+    ``\\,``, ``\\ ``) and single characters; the spaces between them are dropped."""
+    return _LEX.findall(latex)
+
+
+def check_braces(tokens: Sequence[str]) -> None:
+    """Raise LatexError unless every ``{`` has its ``}`` (counts alone would pass ``} {``)."""
+    depth = 0
+    for t in tokens:
+        depth += (t == "{") - (t == "}")
+        if depth < 0:
+            raise LatexError("unbalanced braces: '}' without '{'")
+    if depth:
+        raise LatexError("unbalanced braces: '{' without '}'")
+
+
+def group_end(tokens: Sequence[str], i: int) -> int:
+    """One past the ``}`` that closes the ``{`` at ``tokens[i]``."""
+    depth = 0
+    for k in range(i, len(tokens)):
+        depth += (tokens[k] == "{") - (tokens[k] == "}")
+        if depth == 0:
+            return k + 1
+    raise LatexError("unbalanced braces: '{' without '}'")
+
+
+def bracket_end(tokens: Sequence[str], i: int) -> int:
+    """One past the ``]`` that ends the optional argument opened at ``tokens[i]``: like
+    LaTeX, the first ``]`` outside braces (``\\sqrt[{]}]{x}`` has the index ``{]}``)."""
+    depth = 0
+    for k in range(i + 1, len(tokens)):
+        depth += (tokens[k] == "{") - (tokens[k] == "}")
+        if depth == 0 and tokens[k] == "]":
+            return k + 1
+    raise LatexError("unclosed '[' (optional argument)")
+
+
+def split_args(tokens: Sequence[str], i: int, spec: str, name: str,
+               nested: dict[str, str] | None = None) -> tuple[list[list[str] | None], int]:
+    """The arguments of command ``name`` that start at ``tokens[i]``, and the index after
+    them. ``spec`` has a letter per argument: ``m`` a braced group or one token, ``o`` an
+    optional ``[..]`` (None when absent). Each comes without its braces or brackets.
+
+    With ``nested`` (command -> spec), an unbraced argument that is one of those commands
+    takes its own arguments along: ``x^\\frac12`` is valid LaTeX (CROHME truth has it).
+    """
+    args: list[list[str] | None] = []
+    for kind in spec:
+        if kind == "o":
+            if i < len(tokens) and tokens[i] == "[":
+                end = bracket_end(tokens, i)
+                args.append(list(tokens[i + 1:end - 1]))
+                i = end
+            else:
+                args.append(None)
+            continue
+        if i >= len(tokens):
+            raise LatexError(f"{name} is missing an argument at the end of the formula")
+        t = tokens[i]
+        if t == "{":
+            end = group_end(tokens, i)
+            args.append(list(tokens[i + 1:end - 1]))
+        elif t in _NOT_AN_ARGUMENT:
+            raise LatexError(f"{name} is missing an argument (got {t!r})")
+        else:
+            end = i + 1
+            if nested and t in nested:
+                end = split_args(tokens, end, nested[t], t, nested)[1]
+            args.append(list(tokens[i:end]))
+        i = end
+    return args, i

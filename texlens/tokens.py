@@ -12,6 +12,8 @@ import json
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 
+from texlens.latex import LatexError, check_braces, group_end, lex, normalize, split_args
+
 PAD, SOS, EOS, UNK = "<pad>", "<sos>", "<eos>", "<unk>"
 SPECIALS = (PAD, SOS, EOS, UNK)
 
@@ -37,66 +39,13 @@ TEXT_WRAPPERS = {"\\mbox", "\\text", "\\mathrm", "\\textrm", "\\mathit", "\\rm",
 # Sizing commands carry no symbol: \left( is just "(".
 DROPPED = {"\\left", "\\right", "\\big", "\\Big", "\\bigg", "\\Bigg", "\\,", "\\;", "\\!", "\\ ",
            "\\quad", "\\qquad"}
-# Number of mandatory arguments that must be braced in caption style.
-ARITY = {"\\frac": 2, "\\sqrt": 1, "^": 1, "_": 1}
+# Arguments that caption style braces, as texlens.latex.split_args reads them: "m" a
+# group or one token, "o" an optional [..].
+ARGS = {"\\frac": "mm", "\\sqrt": "om", "^": "m", "_": "m"}
 
 
 class TokenizeError(ValueError):
     """The LaTeX string cannot be split into caption tokens."""
-
-
-def _lex(latex: str) -> list[str]:
-    out: list[str] = []
-    i, n = 0, len(latex)
-    while i < n:
-        c = latex[i]
-        if c.isspace():
-            i += 1
-        elif c == "\\":
-            j = i + 1
-            while j < n and latex[j].isalpha():
-                j += 1
-            if j == i + 1:  # control symbol such as \{ or \,
-                j = min(i + 2, n)
-            out.append(latex[i:j])
-            i = j
-        else:
-            out.append(c)
-            i += 1
-    return out
-
-
-def _group_end(toks: list[str], start: int) -> int:
-    """Index one past the argument that starts at ``start`` (a braced group or one token)."""
-    if toks[start] != "{":
-        return start + 1
-    depth = 0
-    for k in range(start, len(toks)):
-        if toks[k] == "{":
-            depth += 1
-        elif toks[k] == "}":
-            depth -= 1
-            if depth == 0:
-                return k + 1
-    raise TokenizeError("unbalanced '{' in formula")
-
-
-def _arg_end(toks: list[str], start: int) -> int:
-    """One past the argument at ``start``; \\frac and \\sqrt take their own arguments
-    along, since ``x^\\frac{1}{2}`` is valid LaTeX (CROHME truth has it)."""
-    t = toks[start]
-    if t not in ("\\frac", "\\sqrt"):
-        return _group_end(toks, start)
-    i = start + 1
-    if t == "\\sqrt" and i < len(toks) and toks[i] == "[":
-        if "]" not in toks[i:]:
-            raise TokenizeError("unclosed '[' after \\sqrt")
-        i = toks.index("]", i) + 1
-    for _ in range(ARITY[t]):
-        if i >= len(toks):
-            raise TokenizeError(f"{t} is missing an argument")
-        i = _arg_end(toks, i)
-    return i
 
 
 def _brace_args(toks: list[str]) -> list[str]:
@@ -107,22 +56,14 @@ def _brace_args(toks: list[str]) -> list[str]:
         t = toks[i]
         out.append(t)
         i += 1
-        if t not in ARITY:
+        if t not in ARGS:
             continue
-        if t == "\\sqrt" and i < len(toks) and toks[i] == "[":
-            close = toks.index("]", i) if "]" in toks[i:] else -1
-            if close < 0:
-                raise TokenizeError("unclosed '[' after \\sqrt")
-            out.extend(_brace_args(toks[i:close + 1]))
-            i = close + 1
-        for _ in range(ARITY[t]):
-            if i >= len(toks):
-                raise TokenizeError(f"{t} is missing an argument")
-            end = _arg_end(toks, i)
-            arg = toks[i:end]
-            inner = _brace_args(arg[1:-1] if arg[0] == "{" else arg)
-            out.extend(["{", *inner, "}"])
-            i = end
+        # An unbraced \frac or \sqrt argument takes its own arguments along (x^\frac12).
+        args, i = split_args(toks, i, ARGS[t], t, nested=ARGS)
+        for kind, arg in zip(ARGS[t], args, strict=True):
+            if arg is not None:
+                out += ["[", *_brace_args(arg), "]"] if kind == "o" else \
+                    ["{", *_brace_args(arg), "}"]
     return out
 
 
@@ -132,8 +73,15 @@ def tokenize(latex: str) -> list[str]:
     Already tokenised captions (``"\\frac { 1 } { 2 }"``) come back unchanged.
     Raises TokenizeError on unbalanced braces or missing arguments.
     """
+    try:
+        return _tokenize(latex)
+    except LatexError as e:
+        raise TokenizeError(str(e)) from None
+
+
+def _tokenize(latex: str) -> list[str]:
     toks: list[str] = []
-    raw = _lex(latex.strip().strip("$"))
+    raw = lex(latex.strip().strip("$"))
     i = 0
     while i < len(raw):
         t = ALIASES.get(raw[i], raw[i])
@@ -145,18 +93,12 @@ def tokenize(latex: str) -> list[str]:
         if t in TEXT_WRAPPERS:
             i += 1
             if i < len(raw) and raw[i] == "{":
-                end = _group_end(raw, i)
+                end = group_end(raw, i)
                 raw = raw[:i] + raw[i + 1:end - 1] + raw[end:]
             continue
         toks.append(t)
         i += 1
-    depth = 0
-    for t in toks:  # counts alone would accept "} {"
-        depth += (t == "{") - (t == "}")
-        if depth < 0:
-            raise TokenizeError("unbalanced braces in formula: '}' without '{'")
-    if depth:
-        raise TokenizeError("unbalanced braces in formula")
+    check_braces(toks)
     return _brace_args(toks)
 
 
@@ -173,8 +115,6 @@ def normalizer(style: str) -> Callable[[str], list[str]]:
     if style == "crohme":
         return tokenize
     if style == "latex":
-        from texlens.latex import normalize  # imported late: it needs pylatexenc
-
         return normalize
     raise ValueError(f"unknown caption style {style!r}; choose from {', '.join(STYLES)}")
 

@@ -18,17 +18,8 @@ and a handful of one-offs.
 
 from __future__ import annotations
 
-from texlens.tokens import ARITY, TokenizeError, tokenize
-
-
-def _close(toks: list[str], start: int) -> int:
-    """Index of the ``}`` matching the ``{`` at ``start``."""
-    depth = 0
-    for k in range(start, len(toks)):
-        depth += (toks[k] == "{") - (toks[k] == "}")
-        if depth == 0:
-            return k
-    raise TokenizeError("unbalanced '{' in formula")
+from texlens.latex import group_end, split_args
+from texlens.tokens import ARGS, tokenize
 
 
 def drop_bare_groups(toks: list[str]) -> list[str]:
@@ -41,22 +32,19 @@ def drop_bare_groups(toks: list[str]) -> list[str]:
     while i < len(toks):
         t = toks[i]
         if t == "{":
-            end = _close(toks, i)
-            out += drop_bare_groups(toks[i + 1:end])
-            i = end + 1
+            end = group_end(toks, i)
+            out += drop_bare_groups(toks[i + 1:end - 1])
+            i = end
             continue
         out.append(t)
         i += 1
-        if t not in ARITY:
+        if t not in ARGS:
             continue
-        if t == "\\sqrt" and i < len(toks) and toks[i] == "[":
-            end = toks.index("]", i)  # tokenize already checked it is there
-            out += ["[", *drop_bare_groups(toks[i + 1:end]), "]"]
-            i = end + 1
-        for _ in range(ARITY[t]):
-            end = _close(toks, i)
-            out += ["{", *drop_bare_groups(toks[i + 1:end]), "}"]
-            i = end + 1
+        args, i = split_args(toks, i, ARGS[t], t)
+        for kind, arg in zip(ARGS[t], args, strict=True):
+            if arg is not None:
+                inner = drop_bare_groups(arg)
+                out += ["[", *inner, "]"] if kind == "o" else ["{", *inner, "}"]
     return out
 
 

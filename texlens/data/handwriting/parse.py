@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from texlens.data.handwriting.glyphs import CLOSING, OPENING
+from texlens.latex import LatexError, group_end, split_args
 
 
 class LayoutError(ValueError):
@@ -58,70 +59,41 @@ class Fenced:
 Node = Sym | Row | Scripts | Frac | Sqrt | Fenced
 
 
-class _Reader:
-    def __init__(self, tokens: Sequence[str]):
-        self.toks = list(tokens)
-        self.i = 0
-
-    def peek(self) -> str | None:
-        return self.toks[self.i] if self.i < len(self.toks) else None
-
-    def take(self) -> str:
-        if self.i >= len(self.toks):
-            raise LayoutError(f"caption ends early: {' '.join(self.toks)!r}")
-        self.i += 1
-        return self.toks[self.i - 1]
-
-    def row(self, stop: str | None) -> Row:
-        items: list[Node] = []
-        while (t := self.peek()) is not None and t != stop:
-            self.take()
-            if t in ("^", "_"):
-                self.script(items, t)
-            elif t == "\\limits":
-                base = items.pop() if items else Row()
-                items.append(base if isinstance(base, Scripts) else Scripts(base))
-                items[-1].limits = True
-            elif t == "{":
-                items.append(self.group_rest())
-            elif t == "\\frac":
-                items.append(Frac(self.arg(), self.arg()))
-            elif t == "\\sqrt":
-                index = None
-                if self.peek() == "[":
-                    self.take()
-                    index = self.row("]")
-                    self.take()
-                items.append(Sqrt(self.arg(), index))
-            elif t == "}":  # a "]" outside a root's index is a bracket, a "}" never is
-                raise LayoutError(f"unbalanced '}}' in {' '.join(self.toks)!r}")
-            else:
-                items.append(Sym(t))
-        if stop is not None and t is None:
-            raise LayoutError(f"missing {stop!r} in {' '.join(self.toks)!r}")
-        return Row(_fence(items))
-
-    def group_rest(self) -> Row:
-        inner = self.row("}")
-        self.take()
-        return inner
-
-    def arg(self) -> Row:
-        t = self.take()
-        if t == "{":
-            return self.group_rest()
-        if t in ("}", "]", "^", "_"):
-            raise LayoutError(f"missing argument before {t!r} in {' '.join(self.toks)!r}")
-        return Row([Sym(t)])
-
-    def script(self, items: list[Node], mark: str) -> None:
-        arg = self.arg()
-        last = items[-1] if items else None
-        slot = "sub" if mark == "_" else "sup"
-        if not isinstance(last, Scripts) or getattr(last, slot) is not None:
-            last = Scripts(items.pop() if items else Row())
-            items.append(last)
-        setattr(last, slot, arg)
+def _row(toks: list[str]) -> Row:
+    """One row of tokens; each group and argument (found by texlens.latex's brace rules)
+    is laid out as a row of its own."""
+    items: list[Node] = []
+    i = 0
+    while i < len(toks):
+        t = toks[i]
+        i += 1
+        if t in ("^", "_"):
+            (arg,), i = split_args(toks, i, "m", t)
+            last = items[-1] if items else None
+            slot = "sub" if t == "_" else "sup"
+            if not isinstance(last, Scripts) or getattr(last, slot) is not None:
+                last = Scripts(items.pop() if items else Row())
+                items.append(last)
+            setattr(last, slot, _row(arg))
+        elif t == "\\limits":
+            base = items.pop() if items else Row()
+            items.append(base if isinstance(base, Scripts) else Scripts(base))
+            items[-1].limits = True
+        elif t == "{":
+            end = group_end(toks, i - 1)
+            items.append(_row(toks[i:end - 1]))
+            i = end
+        elif t == "\\frac":
+            (num, den), i = split_args(toks, i, "mm", t)
+            items.append(Frac(_row(num), _row(den)))
+        elif t == "\\sqrt":
+            (index, body), i = split_args(toks, i, "om", t)
+            items.append(Sqrt(_row(body), None if index is None else _row(index)))
+        elif t == "}":
+            raise LatexError("unbalanced braces: '}' without '{'")
+        else:
+            items.append(Sym(t))
+    return Row(_fence(items))
 
 
 def _closing(node: Node) -> bool:
@@ -153,8 +125,7 @@ def _fence(items: list[Node]) -> list[Node]:
 
 def parse(tokens: Sequence[str]) -> Row:
     """The formula tree of a caption token list. Raises LayoutError."""
-    reader = _Reader(tokens)
-    tree = reader.row(None)
-    if reader.peek() is not None:
-        raise LayoutError(f"unbalanced {reader.peek()!r} in {' '.join(tokens)!r}")
-    return tree
+    try:
+        return _row(list(tokens))
+    except LatexError as e:
+        raise LayoutError(f"{e} in {' '.join(tokens)!r}") from None

@@ -27,6 +27,8 @@ import numpy as np
 from matplotlib import mathtext
 from matplotlib.font_manager import FontProperties
 
+from texlens.latex import split_args
+
 FONTSETS = ("cm", "stix", "stixsans", "dejavusans", "dejavuserif")
 # A formula with \prime is drawn in the serif/sans counterpart instead.
 PRIME_FONTSET = {"stix": "cm", "stixsans": "dejavusans"}
@@ -51,20 +53,6 @@ class RenderStyle:
     blur_prob: float = 0.2
 
 
-def _group(tokens: Sequence[str], i: int) -> tuple[list[str], int]:
-    """The script argument starting at ``tokens[i]``: a braced group or one token."""
-    if i >= len(tokens):
-        return [], i
-    if tokens[i] != "{":
-        return [tokens[i]], i + 1
-    depth = 0
-    for j in range(i, len(tokens)):
-        depth += {"{": 1, "}": -1}.get(tokens[j], 0)
-        if depth == 0:
-            return list(tokens[i + 1:j]), j + 1
-    return list(tokens[i + 1:]), len(tokens)
-
-
 def _body(tokens: Sequence[str]) -> str:
     out: list[str] = []
     i = 0
@@ -77,7 +65,7 @@ def _body(tokens: Sequence[str]) -> str:
             scripts: dict[str, list[str]] = {}
             i += 1
             while i + 1 < len(tokens) and tokens[i] in ("_", "^") and tokens[i] not in scripts:
-                scripts[tokens[i]], i = _group(tokens, i + 1)
+                (scripts[tokens[i]],), i = split_args(tokens, i + 1, "m", tokens[i])
             if not scripts:
                 continue
             op = out.pop() if out else ""
