@@ -22,6 +22,17 @@ SYNTH_N = 12
 SYNTH_SEED = 7
 
 
+def randomize_norms(model: torch.nn.Module) -> None:
+    """Fresh BatchNorm maps blank paper to zero, which would hide a padding leak."""
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.running_mean.uniform_(-1, 1)
+                m.running_var.uniform_(0.5, 2)
+                m.weight.uniform_(0.5, 1.5)
+                m.bias.uniform_(-1, 1)
+
+
 def tiny_model_config(**overrides) -> ModelConfig:
     base = dict(d_model=32, n_heads=2, enc_layers=1, enc_ff=64, dec_layers=1, dec_ff=64,
                 dropout=0.0, cnn_width=8, downsample=8, max_len=64)

@@ -6,7 +6,7 @@ Models are tiny (d_model 32, 32x64 images) and single-threaded so the tests stay
 
 import pytest
 import torch
-from torch import nn
+from conftest import randomize_norms
 
 from texlens.config import ModelConfig
 from texlens.decoding import greedy_decode
@@ -28,17 +28,6 @@ def make_model(seed: int = 0, **overrides) -> ASTER:
               downsample=STRIDE, max_len=24)
     kw.update(overrides)
     return ASTER(ModelConfig(**kw), VOCAB).eval()
-
-
-def randomize_norms(model: nn.Module) -> None:
-    """Fresh BatchNorm maps 0 -> 0, which would hide padding leaks in the CNN."""
-    with torch.no_grad():
-        for m in model.modules():
-            if isinstance(m, nn.BatchNorm2d):
-                m.running_mean.uniform_(-1, 1)
-                m.running_var.uniform_(0.5, 2)
-                m.weight.uniform_(0.5, 1.5)
-                m.bias.uniform_(-1, 1)
 
 
 def batch(widths: list[int], seed: int = 1) -> tuple[torch.Tensor, torch.Tensor]:

@@ -5,6 +5,7 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
+from conftest import randomize_norms
 
 from texlens.models.backbones import (
     BACKBONES,
@@ -195,21 +196,10 @@ def test_gradient_reaches_first_conv(name, ds):
 # --- padding -----------------------------------------------------------------------------
 
 
-def _randomize_norms(m: torch.nn.Module) -> None:
-    # Fresh BatchNorm maps blank paper to 0, which would hide a padding leak.
-    with torch.no_grad():
-        for bn in m.modules():
-            if isinstance(bn, torch.nn.BatchNorm2d):
-                bn.running_mean.uniform_(-1, 1)
-                bn.running_var.uniform_(0.5, 2)
-                bn.weight.uniform_(0.5, 1.5)
-                bn.bias.uniform_(-1, 1)
-
-
 @pytest.mark.parametrize("name,ds", CASES)
 def test_padded_image_with_mask_encodes_as_alone(name, ds):
     m = build_backbone(name, D, ds, 8).eval()
-    _randomize_norms(m)
+    randomize_norms(m)
     h, w = 37, 45  # neither a multiple of the stride, so windows straddle the edge
     image = torch.rand(1, 1, h, w)
     padded = torch.zeros(1, 1, 70, 100)
@@ -230,7 +220,7 @@ def test_padded_image_with_mask_encodes_as_alone(name, ds):
 
 def test_anisotropic_resnet_padding():
     m = ResNetBackbone(d_model=D, width=8, strides=((2, 2), (2, 2), (2, 1), (1, 1))).eval()
-    _randomize_norms(m)
+    randomize_norms(m)
     image = torch.rand(1, 1, 37, 45)
     padded = F.pad(image, (0, 30, 0, 20))
     mask = F.pad(torch.ones(1, 37, 45, dtype=torch.bool), (0, 30, 0, 20))

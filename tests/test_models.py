@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import tiny_model_config
+from conftest import randomize_norms, tiny_model_config
 
 from texlens.checkpoint import CheckpointError, load_model, read_checkpoint, save_model
 from texlens.config import Config, TrainConfig
@@ -140,17 +140,6 @@ def test_decoder_is_causal():
     assert not torch.allclose(a[:, 4:], b[:, 4:], atol=1e-3)
     with pytest.raises(ValueError, match="max_len"):
         dec(torch.zeros(1, 33, dtype=torch.long), memory, None)
-
-
-def randomize_norms(model: torch.nn.Module) -> None:
-    """Fresh BatchNorm maps blank paper to zero, which would hide a padding leak."""
-    with torch.no_grad():
-        for m in model.modules():
-            if isinstance(m, torch.nn.BatchNorm2d):
-                m.running_mean.uniform_(-1, 1)
-                m.running_var.uniform_(0.5, 2)
-                m.weight.uniform_(0.5, 1.5)
-                m.bias.uniform_(-1, 1)
 
 
 def padded_pair(seed: int, hw=(40, 52), padded_hw=(64, 112)):
