@@ -10,6 +10,7 @@ import pytest
 from typer.testing import CliRunner
 
 from texlens.cli import app
+from texlens.data.splits import expression_split
 from texlens.data.synth.latex_gen import (
     GREEK,
     LatexFormulaGenerator,
@@ -165,6 +166,8 @@ def test_cli_writes_keyed_lines(tmp_path):
     keys = [line.split("\t")[0] for line in lines]
     assert keys == [f"gen9_{i:06d}" for i in range(25)]
     assert all(0 < len(line.split("\t")[1].split(" ")) <= 60 for line in lines)
+    # Training formulas: none may be a validation or held-out expression.
+    assert all(expression_split(line.split("\t")[1]) == "train" for line in lines)
     first = out.read_bytes()
     assert runner.invoke(app, args).exit_code == 0
     assert out.read_bytes() == first

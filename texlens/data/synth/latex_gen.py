@@ -26,6 +26,8 @@ from collections import Counter
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
+from texlens.data.splits import expression_split
+
 # -- symbol tables --------------------------------------------------------------------
 # One list per role: the grammar draws each role from its table, so a table is both
 # what the generator can place and what the coverage test expects to see.
@@ -739,6 +741,9 @@ def write_formulas(path: str | Path, n: int, seed: int = 0, max_tokens: int = 25
                    vocab: Iterable[str] | None = None) -> Counter:
     """Write ``n`` draws as ``gen{seed}_{i:06d}<TAB>tokens`` lines (``data render``'s input).
 
+    These are training formulas, so a draw whose expression falls on the validation or
+    held-out side of :func:`texlens.data.splits.expression_split` is drawn again: a short
+    random formula can equal a real held-out one, which would then be seen in training.
     Returns the histogram of lengths. The file appears whole or not at all.
     """
     path = Path(path)
@@ -749,6 +754,8 @@ def write_formulas(path: str | Path, n: int, seed: int = 0, max_tokens: int = 25
     with open(tmp, "w", encoding="utf-8") as f:
         for i in range(n):
             toks = gen.generate()
+            while expression_split(" ".join(toks)) != "train":
+                toks = gen.generate()
             lengths[len(toks)] += 1
             f.write(f"gen{seed}_{i:06d}\t{' '.join(toks)}\n")
     tmp.replace(path)
