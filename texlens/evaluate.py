@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from texlens import metrics
-from texlens.data.datasets import DatasetError, Sample, _read_meta, _read_pairs, read_layout
+from texlens.data.datasets import DatasetError, Sample, _read_meta, read_layout, read_pairs
 from texlens.data.image import ImageError, image_size
 from texlens.data.transforms import ink_height
 from texlens.recognizer import Recognizer
@@ -38,7 +38,7 @@ def list_samples(data: str | Path) -> tuple[list[Sample], list[str]]:
     source = _read_meta(root / "source.txt") if competition else {}
     level = _read_meta(root / "level.txt") if competition else {}
     samples, excluded = [], []
-    for lineno, key, caption in _read_pairs(index):
+    for lineno, key, caption in read_pairs(index):
         where = f"{index}:{lineno}"
         if where in by_where:
             samples.append(by_where[where])

@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from multiprocessing import get_context
 from pathlib import Path
 
+from texlens.data.datasets import read_pairs
 from texlens.data.splits import SPLITS, expression_split
 from texlens.tokens import normalizer
 
@@ -58,15 +59,10 @@ def read_formula_file(path: str | Path, source: str | None = None) -> list[Formu
     path = Path(path)
     source = source or path.stem
     out = []
-    with open(path, encoding="utf-8") as f:
-        for lineno, line in enumerate(f, 1):
-            text = line.rstrip("\n").rstrip("\r")
-            if not text.strip():
-                continue
-            key, sep, latex = text.partition("\t")
-            if not sep:
-                key, latex = f"{source}-{lineno}", text
-            out.append(Formula(source, key.strip(), latex, f"{path}:{lineno}"))
+    for lineno, key, latex in read_pairs(path):
+        if not latex:  # no tab: the whole line is the formula
+            key, latex = f"{source}-{lineno}", key
+        out.append(Formula(source, key, latex, f"{path}:{lineno}"))
     return out
 
 

@@ -78,7 +78,9 @@ def _find_image(root: Path, key: str) -> Path | None:
     return None
 
 
-def _read_pairs(path: Path) -> list[tuple[int, str, str]]:
+def read_pairs(path: Path) -> list[tuple[int, str, str]]:
+    """(line number, key, value) of every non-blank ``key<TAB>value`` line; value is "" when
+    the line has no tab."""
     rows = []
     with open(path, encoding="utf-8") as f:
         for lineno, line in enumerate(f, 1):
@@ -94,7 +96,7 @@ def _read_meta(path: Path) -> dict[str, int]:
     if not path.is_file():
         return {}
     out = {}
-    for lineno, key, value in _read_pairs(path):
+    for lineno, key, value in read_pairs(path):
         try:
             out[key] = int(value.strip())
         except ValueError:
@@ -118,7 +120,7 @@ def read_layout(root: str | Path) -> tuple[list[Sample], list[str]]:
     source = _read_meta(root / "source.txt") if competition else {}
     level = _read_meta(root / "level.txt") if competition else {}
     samples, problems = [], []
-    for lineno, key, caption in _read_pairs(index):
+    for lineno, key, caption in read_pairs(index):
         where = f"{index}:{lineno}"
         if not caption.strip():
             problems.append(f"{where}: empty caption for {key!r}")
