@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: setup demo test mathjax tex browser lint bench printed-data train-printed continue-printed handwritten-data train-handwritten base-data clean
+.PHONY: setup demo test mathjax tex browser lint bench printed-data train-printed continue-printed handwritten-data train-handwritten base-data orientation clean
 
 setup: $(STAMP)
 
@@ -107,6 +107,21 @@ handwritten-data: setup
 train-handwritten: handwritten-data
 	$(BIN)/texlens train configs/handwritten-pretrain.yaml
 	$(BIN)/texlens train configs/handwritten-small.yaml
+
+# The orientation classifier orientation-small (configs/orientation-small.yaml): printed
+# renderings of base-data and the rendered CROHME training ink, never the expressions of
+# the 2014 test set. K-fold of the small ResNet and of handwritten-small's frozen CNN stem,
+# the shipped model (12 min on one core), then its figures (benchmarks/orientation.py).
+ORIENT := configs/orientation-small.yaml
+KFOLD  := --folds 3 --set data.n_printed=2500 --set data.n_handwritten=2000 --set train.max_time_min=2
+orientation: setup
+	$(BIN)/texlens data crohme --inkml $(CROHME)/train_inkml.tar.gz --captions $(CAPTIONS) --val-fraction 0 --workers 2 --out data/orientation/crohme-ink
+	[ -f data/crohme/test2014/caption.txt ] || $(BIN)/texlens data extract-crohme-test --images $(CROHME)/2014/test_images.tar.gz --captions $(CROHME)/2014/caption.txt --out data/crohme/test2014
+	$(BIN)/texlens orientation kfold $(ORIENT) $(KFOLD) --out runs/orientation/kfold-resnet
+	$(BIN)/texlens orientation kfold $(ORIENT) $(KFOLD) --set model.arch=stem --set train.init_from=handwritten-small --set train.freeze=3 --out runs/orientation/kfold-stem
+	$(BIN)/texlens orientation train $(ORIENT) --out texlens/weights/orientation-small.pt
+	mkdir -p outputs/orientation
+	$(BIN)/python benchmarks/orientation.py --data data/crohme/test2014 --extra data/base/test-crohme --model handwritten-small --kfold runs/orientation/kfold-resnet --kfold runs/orientation/kfold-stem --out outputs/orientation | tee outputs/orientation/benchmark.log
 
 # Data of printed-base (configs/printed-base.yaml): the real formulas of
 # ../shared/data/formulas normalised and split by expression, drawn with source weights;

@@ -15,11 +15,11 @@ from texlens.data.synth.generator import FormulaGenerator
 from texlens.data.synth.render import render
 from texlens.data.transforms import preprocess, to_tensor_array
 from texlens.models.satrn import build_model
+from texlens.models.summary import model_configs
 from texlens.tokens import Vocab
 from texlens.train.module import sequence_loss
 
-CONFIGS = sorted(p for p in (Path(__file__).parents[1] / "configs").rglob("*.yaml")
-                 if not p.name.startswith("search-"))
+CONFIGS = model_configs(Path(__file__).parents[1])
 
 
 @pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.stem)

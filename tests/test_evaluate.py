@@ -43,7 +43,7 @@ class StubRecognizer:
         self._seen.append(Path(image).stem)
         return np.full((1, 16, 16), len(self._seen) - 1, np.float32)  # index of the answer
 
-    def predict_arrays(self, arrays, batch_size=16, max_len=None, beam=1):
+    def predict_arrays(self, arrays, batch_size=16, max_len=None, beam=1, rescore=None):
         out = []
         for a in arrays:
             latex = self.answers[self._seen[int(a[0, 0, 0])]]

@@ -64,6 +64,9 @@ def read_checkpoint(path: str | Path) -> tuple[Config, Vocab, dict[str, torch.Te
         raise CheckpointError(f"{path}: not a PyTorch checkpoint ({type(e).__name__})") from None
     info = raw.get("texlens") if isinstance(raw, dict) else None
     if not isinstance(info, dict) or info.get("format") != FORMAT:
+        if isinstance(raw, dict) and "texlens-orientation" in raw:
+            raise CheckpointError(f"{path}: an orientation model (texlens.orientation), "
+                                  "not a recogniser")
         raise CheckpointError(f"{path}: not a texlens checkpoint (no '{FORMAT}' entry)")
     try:
         cfg = config_from_dict(info["config"])
@@ -75,6 +78,17 @@ def read_checkpoint(path: str | Path) -> tuple[Config, Vocab, dict[str, torch.Te
     if any(k.startswith("model.") for k in state):
         state = {k[len("model."):]: v for k, v in state.items() if k.startswith("model.")}
     return cfg, vocab, state, raw
+
+
+def kept_checkpoints(run_dir: str | Path) -> list[Path]:
+    """The ``checkpoints/step<S>.ckpt`` files a run kept (train.keep_checkpoints), oldest
+    first."""
+    found = []
+    for f in Path(run_dir, "checkpoints").glob("step*.ckpt"):
+        step = f.stem[len("step"):]
+        if step.isdigit():
+            found.append((int(step), f))
+    return [f for _, f in sorted(found)]
 
 
 def average_checkpoints(paths: list[str | Path]) -> tuple[dict[str, torch.Tensor], Config, Vocab]:

@@ -19,6 +19,9 @@ app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="Read images of mathematical formulas and write LaTeX.")
 data_app = typer.Typer(no_args_is_help=True, help="Make datasets.")
 app.add_typer(data_app, name="data")
+orientation_app = typer.Typer(no_args_is_help=True,
+                              help="The orientation classifier (0/90/180/270 degrees).")
+app.add_typer(orientation_app, name="orientation")
 err = Console(stderr=True)
 
 
@@ -66,6 +69,9 @@ def predict(
         help="Shipped model name or checkpoint path; repeat for an ensemble.")] = None,
     batch_size: Annotated[int, typer.Option(min=1)] = 16,
     beam: Annotated[int, typer.Option(min=1, help="Beam width; 1 = greedy.")] = 1,
+    rescore: Annotated[str | None, typer.Option(
+        help="r2l: rerank the beam's n-best by left-to-right plus right-to-left "
+        "log-probability (bidirectional models, --beam 2 or more).")] = None,
     fmt: Annotated[str, typer.Option(
         "--format", help="latex | inline | display | mathml | json (one object per line).")
     ] = "latex",
@@ -73,15 +79,19 @@ def predict(
     backend: Annotated[str, typer.Option(
         help="torch | onnx | onnx-int8 (greedy on onnxruntime; beam search stays on torch).")
     ] = "torch",
+    auto_rotate: Annotated[bool, typer.Option(
+        "--auto-rotate", help="Turn each image upright first (orientation-small).")] = False,
 ) -> None:
     """Recognise formula images; prints file<TAB>output per image (or JSON lines)."""
     from texlens.data.image import ImageError
+    from texlens.decoding import check_rescore
     from texlens.formats import FormatError, check_format, to_json, to_text
     from texlens.recognizer import DEFAULT_MODEL, Recognizer
     fmt = "json" if json_out else fmt
     try:
         check_format(fmt)
-        rec = Recognizer.load(model or [DEFAULT_MODEL], backend=backend)
+        rec = Recognizer.load(model or [DEFAULT_MODEL], backend=backend, auto_rotate=auto_rotate)
+        check_rescore(rec.models, beam, rescore)
     except (FormatError, ValueError, *_known_errors()) as e:
         _fail(str(e))
     if beam > 1 and not rec.models:
@@ -112,7 +122,7 @@ def predict(
         for start in range(0, len(order), batch_size):
             idx = order[start:start + batch_size]
             for i, p in zip(idx, rec.predict_arrays([arrays[i] for i in idx], batch_size,
-                                                    beam=beam), strict=True):
+                                                    beam=beam, rescore=rescore), strict=True):
                 preds[i] = p
             bar.advance(task, len(idx))
     for f, p in zip(ok, preds, strict=True):
@@ -137,6 +147,9 @@ def evaluate(
         help="Shipped model name or checkpoint path; repeat for an ensemble.")] = None,
     batch_size: Annotated[int, typer.Option(min=1)] = 16,
     beam: Annotated[int, typer.Option(min=1, help="Beam width; 1 = greedy.")] = 1,
+    rescore: Annotated[str | None, typer.Option(
+        help="r2l: rerank the beam's n-best by left-to-right plus right-to-left "
+        "log-probability (bidirectional models, --beam 2 or more).")] = None,
     json_path: Annotated[Path | None, typer.Option("--json", help="Write metrics here.")] = None,
     samples: Annotated[Path | None, typer.Option(
         help="Per-sample TSV (key, prediction, truth); default next to --json.")] = None,
@@ -148,6 +161,8 @@ def evaluate(
     backend: Annotated[str, typer.Option(
         help="torch | onnx | onnx-int8 (greedy on onnxruntime; beam search stays on torch).")
     ] = "torch",
+    auto_rotate: Annotated[bool, typer.Option(
+        "--auto-rotate", help="Turn each image upright first (orientation-small).")] = False,
 ) -> None:
     """Score a model on a dataset: sentence accuracy (ExpRate), WER, BLEU, NED, render match...
 
@@ -167,11 +182,12 @@ def evaluate(
         if no_tex:
             err.print(f"render metrics skipped: {escape(no_tex)}", highlight=False)
     try:
-        rec = Recognizer.load(model or [DEFAULT_MODEL], backend=backend)
+        rec = Recognizer.load(model or [DEFAULT_MODEL], backend=backend, auto_rotate=auto_rotate)
         with _progress() as prog:
             task = prog.add_task("evaluating", total=None)
             result = run_eval(rec, data, batch_size, on_error, limit, beam=beam,
-                              progress=lambda k: prog.advance(task, k), render=render)
+                              progress=lambda k: prog.advance(task, k), render=render,
+                              rescore=rescore)
     except (ValueError, *_known_errors()) as e:
         _fail(str(e))
     for p in result["problems"][:20]:
@@ -188,7 +204,9 @@ def evaluate(
     Console().print(table)
     if json_path:
         json_path.parent.mkdir(parents=True, exist_ok=True)
-        json_path.write_text(json.dumps({**m, "model": rec.name, "beam": beam, "data": str(data),
+        json_path.write_text(json.dumps({**m, "model": rec.name, "beam": beam,
+                                         "rescore": rescore, "data": str(data),
+                                         "auto_rotate": auto_rotate,
                                          "by_length": result["by_length"],
                                          "by_height": result["by_height"],
                                          "by_symbol_size": result["by_symbol_size"]},
@@ -302,6 +320,67 @@ def kfold(
         table.add_row(label, n, *(f"{scores[m]:.4f}" for m in SUMMARY))
     Console().print(table)
     print(f"wrote {out / 'kfold.json'}")
+
+
+@app.command()
+def ablate(
+    spec: Annotated[Path, typer.Argument(help="Ablation spec YAML (configs/ablations/).")],
+    jobs: Annotated[int | None, typer.Option(
+        min=1, help="Trainings side by side; default one per core.")] = None,
+    cores: Annotated[int | None, typer.Option(
+        min=1, help="Cores to use, split evenly between the jobs; default all.")] = None,
+    dry_run: Annotated[bool, typer.Option(
+        "--dry-run", help="List the runs and what each still needs; run nothing.")] = False,
+) -> None:
+    """Train every arm of a spec over its seeds, score them alike, compare with the base.
+
+    Resumable: finished runs are skipped. Writes OUT/table.md and OUT/curves.png.
+    """
+    import os
+    import shlex
+    import time
+
+    from texlens.train.ablate import load_spec, plan, run_ablation, train_command, unit_state
+    from texlens.train.ablate_report import write_report
+    try:
+        s = load_spec(spec)
+    except _known_errors() as e:
+        _fail(str(e))
+    if not cores:  # the cores this process may run on (a container's share), where known
+        cores = (len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
+                 else os.cpu_count() or 1)
+    jobs = jobs or cores
+    if jobs > cores:
+        _fail(f"--jobs {jobs} on {cores} cores: give each job at least a core")
+    units = plan(s)
+    states = {u: unit_state(s, u) for u in units}
+    if dry_run:
+        table = Table(title=f"{spec}: {len(units)} runs into {s.out}")
+        for col in ("arm", "seeds", "state", "in"):
+            table.add_column(col)
+        for u in units:
+            table.add_row(u.arm, "+".join(map(str, u.seeds)), states[u],
+                          str(u.dir.relative_to(s.out)))
+        Console().print(table)
+        for u in units:
+            if states[u] in ("train", "resume"):
+                print(shlex.join(train_command(s, u, cores // jobs)))
+        return
+    todo = sum(states[u] != "done" for u in units)
+    err.print(f"{spec}: {todo} of {len(units)} runs to do, {jobs} at a time with "
+              f"{cores // jobs} thread(s) each; results in {s.out}", highlight=False)
+    try:
+        outcome = run_ablation(s, jobs, cores, log=lambda m: err.print(
+            f"{time.strftime('%H:%M')} {escape(m)}", highlight=False, soft_wrap=True),
+            report=write_report)
+    except _known_errors() as e:
+        _fail(str(e))
+    print(f"wrote {s.out / 'table.md'} and {s.out / 'curves.png'}")
+    if outcome.failed:
+        for u, why in outcome.failed:
+            err.print(f"[red]not done:[/red] {escape(f'{u.label}: {why}')}", highlight=False,
+                      soft_wrap=True)
+        raise typer.Exit(1)
 
 
 @app.command("plot-lr")
@@ -800,6 +879,105 @@ def data_extract_crohme_test(
             err.print(f"[yellow]{len(keys)} {what}:[/yellow] {escape(' '.join(keys[:20]))}",
                       highlight=False, soft_wrap=True)
     print(f"wrote {rep.images} images and {rep.captions} captions to {out}")
+
+
+SetOption = Annotated[list[str] | None, typer.Option(
+    "--set", help="Override a config value: section.key=value (repeatable).")]
+
+
+def _orientation_data(config: Path, set_: list[str] | None):
+    """The config and its training images as canvases (a progress bar while loading)."""
+    from texlens.config import load_orientation_config
+    from texlens.data.orientation import load_orientation_set
+    cfg = load_orientation_config(config, set_ or [])
+    total = cfg.data.n_printed + cfg.data.n_handwritten
+    with _progress() as prog:
+        task = prog.add_task("loading images", total=total or None)
+        data = load_orientation_set(cfg.data, cfg.model.canvas, cfg.train.seed,
+                                    progress=lambda k: prog.advance(task, k))
+    for p in data.problems[:10]:
+        err.print(f"[yellow]skipped:[/yellow] {escape(p)}", highlight=False, soft_wrap=True)
+    n_hand = int(data.source.sum())
+    err.print(f"{len(data)} images: {len(data) - n_hand} printed, {n_hand} handwritten "
+              f"({len(data.problems)} skipped)", highlight=False)
+    return cfg, data
+
+
+def _log(line: str) -> None:
+    err.print(escape(line), highlight=False, soft_wrap=True)
+
+
+@orientation_app.command("kfold")
+def orientation_kfold(
+    config: Annotated[Path, typer.Argument(help="Orientation YAML config.")],
+    out: Annotated[Path, typer.Option(help="Directory for kfold.json.")],
+    folds: Annotated[int, typer.Option(min=2, help="Number of folds.")] = 3,
+    set_: SetOption = None,
+) -> None:
+    """Stratified K-fold cross-validation of the orientation classifier (folds keep equal
+    expressions together), with the aspect-ratio heuristic on the same folds."""
+    from texlens.train.orientation import kfold_orienter
+    try:
+        cfg, data = _orientation_data(config, set_)
+        result = kfold_orienter(cfg, data, folds, out, _log)
+    except (ValueError, *_known_errors()) as e:
+        _fail(str(e))
+    table = Table(title=f"{folds}-fold cross-validation of {cfg.name} ({cfg.model.arch})")
+    for col in ("model", "accuracy", "macro F1"):
+        table.add_column(col, justify="left" if col == "model" else "right")
+    for label, s in (("classifier", result["mean"]), ("aspect heuristic", result["heuristic"])):
+        table.add_row(label, *(f"{s[k]['mean']:.4f} ± {s[k]['std']:.4f}"
+                               for k in ("accuracy", "macro_f1")))
+    Console().print(table)
+    print(f"wrote {out / 'kfold.json'}")
+
+
+@orientation_app.command("train")
+def orientation_train(
+    config: Annotated[Path, typer.Argument(help="Orientation YAML config.")],
+    out: Annotated[Path, typer.Option(help="Model file to write (.pt).")],
+    set_: SetOption = None,
+) -> None:
+    """Train the orientation classifier on the training side of the expression split,
+    stopping early on the validation side; writes the model atomically."""
+    from texlens.train.orientation import train_final
+    try:
+        cfg, data = _orientation_data(config, set_)
+        summary = train_final(cfg, data, out, _log)
+    except (ValueError, *_known_errors()) as e:
+        _fail(str(e))
+    print(f"wrote {out} ({out.stat().st_size / 1e6:.2f} MB): best epoch {summary['best_epoch']}"
+          f" of {summary['epochs']}, validation accuracy {summary['val_accuracy']:.4f}, "
+          f"macro F1 {summary['val_macro_f1']:.4f}")
+
+
+@orientation_app.command("predict")
+def orientation_predict(
+    paths: Annotated[list[str], typer.Argument(help="Image files, directories or globs.")],
+    model: Annotated[str, typer.Option(help="Orientation model name or path.")] =
+        "orientation-small",
+) -> None:
+    """Print file<TAB>angle: how far each image is turned counter-clockwise (0/90/180/270)."""
+    from texlens.data.image import ImageError
+    from texlens.orientation import Orienter
+    try:
+        orienter = Orienter.load(model)
+    except _known_errors() as e:
+        _fail(str(e))
+    files = _expand(paths)
+    if not files:
+        _fail("no images found in " + " ".join(paths))
+    bad = 0
+    for f in files:
+        try:
+            print(f"{f}\t{orienter.predict([f])[0]}")
+        except ImageError as e:
+            err.print(f"[yellow]skipped:[/yellow] {escape(str(e))}", highlight=False,
+                      soft_wrap=True)
+            bad += 1
+    if bad:
+        err.print(f"{bad} of {len(files)} files could not be read")
+        raise typer.Exit(1)
 
 
 def main() -> None:

@@ -47,6 +47,9 @@ class ModelConfig:
     pe_dropout: float = 0.0
     pe_dropout_mode: str = "element"  # element | position (drop whole positional vectors)
     channel_attention: bool = False  # CBAM channel gate before each encoder self-attention
+    # BTTR: one decoder also trained right to left (a learned direction embedding); the
+    # loss is the mean of both directions, and beam search may rescore its n-best with R2L.
+    bidirectional: bool = False
     max_len: int = 200
 
 
@@ -133,6 +136,9 @@ class TrainConfig:
     freeze: list[str] = field(default_factory=list)
     freeze_steps: int = 0
     early_stop_patience: int = 0  # validations without improvement before stopping; 0 = off
+    # Also keep the checkpoints of the last N validations (checkpoints/step<S>.ckpt), for
+    # checkpoint averaging (texlens average, texlens ablate); 0 = best and last only.
+    keep_checkpoints: int = 0
     ema_decay: float = 0.0  # exponential moving average of weights; 0 = off
     precision: str = "32-true"  # or bf16-mixed
     seed: int = 0
@@ -148,6 +154,59 @@ class Config:
     model: ModelConfig = field(default_factory=ModelConfig)
     data: DataConfig = field(default_factory=DataConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+
+
+@dataclass
+class OrientationModelConfig:
+    arch: str = "resnet"  # resnet (written here) | stem (a recogniser's CNN stem + new head)
+    # The whole image is fit, aspect kept, into a canvas x canvas square: a multiple of 8.
+    canvas: int = 128
+    widths: list[int] = field(default_factory=lambda: [24, 32, 64, 128])  # resnet: stem, stages
+    stem_width: int = 32  # stem: the recogniser's model.cnn_width
+    stem_d_model: int = 160  # stem: the recogniser's model.d_model
+    dropout: float = 0.1
+
+
+@dataclass
+class OrientationDataConfig:
+    printed: list[str] = field(default_factory=list)  # dataset directories (upright images)
+    handwritten: list[str] = field(default_factory=list)
+    n_printed: int = 5000  # images drawn from the printed directories; 0 = all
+    n_handwritten: int = 4000
+    # Caption files (test sets) whose expressions are never trained or validated on.
+    exclude: list[str] = field(default_factory=list)
+    # Real-use shares of 0/90/180/270 degrees: most inputs are upright.
+    prior: list[float] = field(default_factory=lambda: [0.85, 0.05, 0.05, 0.05])
+    margin: float = 0.1  # random extra paper on each side, up to this share of the longer side
+
+
+@dataclass
+class OrientationTrainConfig:
+    # stem: a recogniser (checkpoint or shipped name) whose CNN stem starts the model.
+    init_from: str | None = None
+    freeze: int = 0  # stem: leading stem layers held fixed, BatchNorm statistics included
+    # Imbalance: sampler (the four angles drawn equally often) or loss (drawn with
+    # data.prior, cross-entropy weighted by its inverse); texlens/train/orientation.py.
+    balance: str = "sampler"
+    # Train on squares of this many pixels around random ink of the canvas (0: the whole
+    # canvas). The model pools over ink cells, so it still reads whole canvases.
+    crop: int = 64
+    lr: float = 2e-3
+    weight_decay: float = 1e-4
+    batch_size: int = 64
+    max_epochs: int = 30
+    patience: int = 3  # early stopping: epochs without a lower validation loss
+    max_time_min: float = 0.0  # 0 = no limit
+    seed: int = 0
+    threads: int = 1
+
+
+@dataclass
+class OrientationConfig:
+    name: str = "orientation"
+    model: OrientationModelConfig = field(default_factory=OrientationModelConfig)
+    data: OrientationDataConfig = field(default_factory=OrientationDataConfig)
+    train: OrientationTrainConfig = field(default_factory=OrientationTrainConfig)
 
 
 _EXP_FLOAT = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+")
@@ -214,6 +273,21 @@ def _apply_override(data: dict, item: str) -> None:
 
 def load_config(path: str | Path | None = None, overrides: typing.Sequence[str] = ()) -> Config:
     """Read a YAML config (or the defaults) and apply ``key.sub=value`` overrides."""
+    return config_from_dict(_read_yaml(path, overrides))
+
+
+def load_orientation_config(path: str | Path | None = None,
+                            overrides: typing.Sequence[str] = ()) -> OrientationConfig:
+    """The same for the orientation classifier's config (texlens/orientation.py)."""
+    return _from_dict(OrientationConfig, _read_yaml(path, overrides))
+
+
+def orientation_model_from_dict(data: dict) -> OrientationModelConfig:
+    """The model section stored in an orientation checkpoint."""
+    return _from_dict(OrientationModelConfig, data, "model")
+
+
+def _read_yaml(path: str | Path | None, overrides: typing.Sequence[str]) -> dict:
     data: dict = {}
     if path is not None:
         try:
@@ -224,7 +298,7 @@ def load_config(path: str | Path | None = None, overrides: typing.Sequence[str] 
             raise ConfigError(f"{path}: the top level must be a mapping")
     for item in overrides:
         _apply_override(data, item)
-    return config_from_dict(data)
+    return data
 
 
 def config_from_dict(data: dict) -> Config:

@@ -5,10 +5,14 @@ decoder over the whole prefix each step (the reference the cached path is tested
 against). Beam search and ensembles share one stepping interface, ``Ensemble``: a
 single model is an ensemble of one, so every path averages per-step
 log-probabilities the same way.
+
+With bidirectional models (``model.bidirectional``), beam search may rescore its n-best
+with the right-to-left direction (``rescore="r2l"``, BTTR's rescoring).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -16,7 +20,10 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
+from texlens.models.decoder import R2L, reverse_sequences
 from texlens.tokens import Vocab
+
+RESCORERS = ("r2l",)
 
 
 @torch.no_grad()
@@ -81,13 +88,78 @@ class Ensemble:
     def select(caches: list, index: torch.Tensor) -> list:
         return [c.select(index) for c in caches]
 
+    def sequence_logprob(self, caches: list, seqs: torch.Tensor, direction: int) -> torch.Tensor:
+        """Teacher-forced log-probability (N,) of each row of ``seqs`` (N, T): <sos> tokens
+        <eos> <pad>..., read in ``direction`` from fresh caches (no step taken yet) of N rows.
+        Per-step log-probabilities are averaged over the models, as in ``step``."""
+        tokens, target = seqs[:, :-1], seqs[:, 1:]
+        logps = [m.decoder.teacher_forced(tokens, dataclasses.replace(c, direction=direction))
+                 .float().log_softmax(-1) for m, c in zip(self.models, caches, strict=True)]
+        logp = logps[0] if len(logps) == 1 else torch.stack(logps).mean(0)
+        picked = logp.gather(-1, target[..., None]).squeeze(-1)
+        return (picked * (target != Vocab.pad_id)).sum(1)
+
 
 @dataclass
 class Hypothesis:
     ids: list[int]  # without <sos> and <eos>
-    score: float  # length-normalised log-probability
-    logprob: float  # total log-probability
+    score: float  # length-normalised log-probability (rescored: both directions', averaged)
+    logprob: float  # total log-probability (left to right)
     probs: list[float] = field(default_factory=list)  # of each token in ids, then of <eos>
+    r2l_logprob: float | None = None  # rescored: of the reversed tokens and <eos>, R2L
+
+
+def is_bidirectional(model: nn.Module) -> bool:
+    return getattr(getattr(model, "decoder", None), "directions", 1) == 2
+
+
+def check_rescore(models: Sequence[nn.Module], beam: int, rescore: str | None) -> None:
+    """Raise ValueError when ``rescore`` cannot run: an unknown rescorer, greedy decoding
+    (nothing to choose from) or a model without the right-to-left direction."""
+    if rescore is None:
+        return
+    if rescore not in RESCORERS:
+        raise ValueError(f"rescore must be one of {', '.join(RESCORERS)}, not {rescore!r}")
+    if beam < 2:
+        raise ValueError(f"rescore {rescore} chooses among the n-best of beam search; "
+                         "use a beam width of 2 or more")
+    if not all(is_bidirectional(m) for m in models):
+        raise ValueError(f"rescore {rescore} needs bidirectional models (trained with "
+                         "model.bidirectional: true)")
+
+
+def combine_r2l(hyps: Sequence[Hypothesis], r2l_logprobs: Sequence[float], alpha: float
+                ) -> list[Hypothesis]:
+    """BTTR's rescoring: rank by the sum of the left-to-right and right-to-left
+    log-probabilities. Both directions score the same number of steps (the tokens and
+    <eos>), so the sum is normalised like beam search's own score, by that length**alpha;
+    it is halved so the score stays on the scale of a one-direction score (the ranking is
+    the sum's). Best first; ties keep beam search's order."""
+    out = [dataclasses.replace(h, r2l_logprob=r,
+                               score=(h.logprob + r) / 2 / (len(h.ids) + 1) ** alpha)
+           for h, r in zip(hyps, r2l_logprobs, strict=True)]
+    return sorted(out, key=lambda h: h.score, reverse=True)
+
+
+def rescore_r2l(ens: Ensemble, caches: list, finished: list[list[Hypothesis]], alpha: float
+                ) -> list[list[Hypothesis]]:
+    """Each image's finished hypotheses scored by the right-to-left direction and reranked
+    (:func:`combine_r2l`); ``caches`` are the fresh ones of the images, one row each."""
+    hyps = [h for hs in finished for h in hs]
+    if not hyps:
+        return finished
+    dev = caches[0].cross[0][0].device
+    seqs = torch.full((len(hyps), max(len(h.ids) for h in hyps) + 2), Vocab.pad_id,
+                      dtype=torch.long, device=dev)
+    for i, h in enumerate(hyps):
+        seqs[i, :len(h.ids) + 2] = torch.tensor([Vocab.sos_id, *h.ids, Vocab.eos_id])
+    rows = torch.tensor([img for img, hs in enumerate(finished) for _ in hs], device=dev)
+    r2l = ens.sequence_logprob(ens.select(caches, rows), reverse_sequences(seqs), R2L).tolist()
+    out, start = [], 0
+    for hs in finished:
+        out.append(combine_r2l(hs, r2l[start:start + len(hs)], alpha))
+        start += len(hs)
+    return out
 
 
 def length_limits(mask: torch.Tensor | None, images: torch.Tensor, max_len: int,
@@ -123,8 +195,8 @@ def _blocked(hyp: list[int], n: int, max_repeats: int) -> set[int]:
 def beam_search(models: nn.Module | Sequence[nn.Module], images: torch.Tensor,
                 mask: torch.Tensor | None, beam: int = 5, max_len: int = 150,
                 alpha: float = 1.0, nbest: int | None = None, repeat_ngram: int = 4,
-                max_repeats: int = 0, tokens_per_height: float | None = None
-                ) -> list[list[Hypothesis]]:
+                max_repeats: int = 0, tokens_per_height: float | None = None,
+                rescore: str | None = None) -> list[list[Hypothesis]]:
     """Batched beam search; returns for each image its ``nbest`` hypotheses, best first.
 
     Each image keeps ``beam`` live hypotheses. A hypothesis that ends with <eos> among
@@ -141,8 +213,13 @@ def beam_search(models: nn.Module | Sequence[nn.Module], images: torch.Tensor,
     already generated ``max_repeats`` times (formulas repeat legitimately: ``1 + 1 + 1``,
     ``x _ { 1 } , x _ { 2 } , ...``); ``tokens_per_height`` ties the length limit to the
     image's aspect ratio (:func:`length_limits`).
+
+    ``rescore="r2l"`` (bidirectional models): the ``beam`` finished hypotheses of each
+    image are reranked by left-to-right plus right-to-left log-probability
+    (:func:`combine_r2l`) before the ``nbest`` are kept.
     """
     ens = Ensemble(models if isinstance(models, Sequence) else [models])
+    check_rescore(ens.models, beam, rescore)
     b, k = images.shape[0], beam
     nbest = min(nbest or k, k)
     dev = images.device
@@ -150,7 +227,8 @@ def beam_search(models: nn.Module | Sequence[nn.Module], images: torch.Tensor,
     limit = [min(max_len, ens.max_len)] * b
     if tokens_per_height is not None:
         limit = length_limits(mask, images, limit[0], tokens_per_height).tolist()
-    caches = ens.select(ens.start(images, mask), torch.arange(b, device=dev).repeat_interleave(k))
+    fresh = ens.start(images, mask)  # one row per image; kept for rescoring
+    caches = ens.select(fresh, torch.arange(b, device=dev).repeat_interleave(k))
     group = list(range(b))  # the image of each group of k rows still searching
     scores = torch.full((b, k), never, device=dev)
     scores[:, 0] = 0.0  # all beams start identical: keep one so top-k does not pick copies
@@ -212,4 +290,6 @@ def beam_search(models: nn.Module | Sequence[nn.Module], images: torch.Tensor,
         scores = torch.tensor(new_scores, device=dev).view(len(kept), k)
         caches = ens.select(caches, src)
         group = kept
+    if rescore == "r2l":
+        finished = rescore_r2l(ens, fresh, finished, alpha)
     return [hyps[:nbest] for hyps in finished]

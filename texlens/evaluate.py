@@ -22,6 +22,7 @@ from texlens import metrics
 from texlens.data.datasets import DatasetError, Sample, _read_meta, read_layout, read_pairs
 from texlens.data.image import ImageError, image_size
 from texlens.data.transforms import ink_height
+from texlens.decoding import check_rescore
 from texlens.recognizer import Recognizer
 from texlens.tokens import join, normalizer
 
@@ -93,7 +94,8 @@ def tex_unavailable() -> str | None:
 
 def evaluate(rec: Recognizer, data: str | Path, batch_size: int = 16, on_error: str = "skip",
              limit: int = 0, beam: int = 1,
-             progress: Callable[[int], None] | None = None, render: bool = False) -> dict:
+             progress: Callable[[int], None] | None = None, render: bool = False,
+             rescore: str | None = None) -> dict:
     """Returns {"metrics": {...}, "by_length": [...], "by_height": [...],
     "by_symbol_size": [...], "rows": [...], "problems": [...]}; ``by_height`` groups the
     readable images by their pixel height before resizing, ``by_symbol_size`` by the
@@ -103,8 +105,10 @@ def evaluate(rec: Recognizer, data: str | Path, batch_size: int = 16, on_error: 
     normalise, token outside the vocabulary) is listed with its file and line; see the
     module docstring for how each is counted. With ``on_error="stop"`` any of them,
     found before decoding, raises DatasetError instead. ``render`` adds the TeX metrics
-    (:func:`render_scores`).
+    (:func:`render_scores`). ``rescore`` as in ``Recognizer.predict_arrays``.
     """
+    if rescore is not None:  # refused before the images are read
+        check_rescore(rec.models, beam, rescore)
     samples, excluded = list_samples(data)
     samples = samples[:limit] if limit else samples
     found = list(excluded)
@@ -117,7 +121,7 @@ def evaluate(rec: Recognizer, data: str | Path, batch_size: int = 16, on_error: 
         found += check_truths(rec, samples)[3]
         if found:
             raise DatasetError(f"{data}: {len(found)} bad samples, first: {found[0]}")
-    result = evaluate_samples(rec, samples, batch_size, beam, progress, render)
+    result = evaluate_samples(rec, samples, batch_size, beam, progress, render, rescore)
     result["problems"] = excluded + result["problems"]
     result["metrics"]["n_empty"] = len(excluded)
     return result
@@ -125,7 +129,7 @@ def evaluate(rec: Recognizer, data: str | Path, batch_size: int = 16, on_error: 
 
 def evaluate_samples(rec: Recognizer, samples: Sequence[Sample], batch_size: int = 16,
                      beam: int = 1, progress: Callable[[int], None] | None = None,
-                     render: bool = False) -> dict:
+                     render: bool = False, rescore: str | None = None) -> dict:
     """Like :func:`evaluate`, on samples already listed (a k-fold held-out fold). Every
     sample is scored; unreadable images, truths outside the vocabulary and captions that
     do not normalise count as wrong and are listed in ``problems``."""
@@ -143,7 +147,7 @@ def evaluate_samples(rec: Recognizer, samples: Sequence[Sample], batch_size: int
     for start in range(0, len(readable), batch_size * 4):
         chunk = readable[start:start + batch_size * 4]
         for i, p in zip(chunk, rec.predict_arrays([arrays[i] for i in chunk], batch_size,
-                                                  beam=beam), strict=True):
+                                                  beam=beam, rescore=rescore), strict=True):
             preds[i] = p
         if progress:
             progress(len(chunk))

@@ -18,6 +18,8 @@ Definitions, for comparing with published figures:
   sentences (UniMERNet's normalised edit distance divides by the longer string too;
   pix2tex divides by the truth's length, which can exceed 1).
 - :func:`render_match`: two typeset images compared pixel by pixel after cropping.
+
+Class labels (the orientation classifier): :func:`confusion_matrix` and :func:`macro_f1`.
 """
 
 import math
@@ -34,9 +36,11 @@ __all__ = [
     "by_value",
     "competition_score",
     "compute_all",
+    "confusion_matrix",
     "corpus_wer",
     "edit_distance",
     "exprate_within",
+    "macro_f1",
     "normalized_edit_distance",
     "render_match",
     "sentence_accuracy",
@@ -343,3 +347,27 @@ def by_value(
                 }
             )
     return rows
+
+
+def confusion_matrix(truth: Sequence[int], pred: Sequence[int], n_classes: int) -> np.ndarray:
+    """(n_classes, n_classes) counts: row = true class, column = predicted class."""
+    t, p = np.asarray(truth, np.int64), np.asarray(pred, np.int64)
+    if t.shape != p.shape:
+        raise ValueError(f"{t.size} predictions for {p.size} labels")
+    if t.size and (min(t.min(), p.min()) < 0 or max(t.max(), p.max()) >= n_classes):
+        raise ValueError(f"labels must be in 0..{n_classes - 1}")
+    return np.bincount(t * n_classes + p, minlength=n_classes**2).reshape(n_classes, n_classes)
+
+
+def macro_f1(truth: Sequence[int], pred: Sequence[int], n_classes: int) -> float:
+    """Unweighted mean of the per-class F1 over the classes that occur in ``truth`` or
+    ``pred`` (scikit-learn's default labels); a rare class counts as much as a common one.
+    0.0 for no samples."""
+    cm = confusion_matrix(truth, pred, n_classes)
+    tp = np.diag(cm).astype(np.float64)
+    seen = (cm.sum(0) + cm.sum(1)) > 0
+    if not seen.any():
+        return 0.0
+    # F1 = 2 tp / (2 tp + fp + fn) = 2 tp / (predicted + true)
+    f1 = 2 * tp[seen] / (cm.sum(0)[seen] + cm.sum(1)[seen])
+    return float(f1.mean())

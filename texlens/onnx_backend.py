@@ -13,8 +13,10 @@ Two graphs, written by :func:`export`:
 
 Batch, height, width, memory length and cache length are dynamic axes. Only the SATRN
 architecture with the transformer decoder is exported (both shipped models); beam search
-and ensembles stay on PyTorch. ``int8=True`` adds ``*.int8.onnx`` files made by
-onnxruntime's dynamic quantisation (weights int8, activations quantised per call).
+and ensembles stay on PyTorch. A bidirectional model exports its left-to-right direction:
+its direction vector is folded into the step graph as a constant. ``int8=True`` adds
+``*.int8.onnx`` files made by onnxruntime's dynamic quantisation (weights int8,
+activations quantised per call).
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ import torch
 from torch import nn
 
 from texlens.config import config_from_dict, config_to_dict
+from texlens.models.decoder import L2R
 from texlens.tokens import Vocab
 
 ENCODER, STEP, META = "encoder.onnx", "decoder_step.onnx", "texlens.json"
@@ -64,6 +67,9 @@ class _Step(nn.Module):
         dec, n = self.dec, len(self.dec.layers)
         cross, past = kv[:2 * n], kv[2 * n:]
         x = dec.embed(token) * dec.scale + dec.pos.index_select(0, position)[None]
+        bias = dec.direction_bias(L2R)  # a bidirectional model: its L2R vector, a constant
+        if bias is not None:
+            x = x + bias
         mask = mem_mask[:, None, None, :]
         new = []
         for i, layer in enumerate(dec.layers):

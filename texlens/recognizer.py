@@ -2,6 +2,8 @@
 
 Every entry point (CLI predict/evaluate, server, benchmarks) goes through this
 class, so image loading, preprocessing and decoding are the same everywhere.
+With ``auto_rotate`` an image is first turned upright by the orientation classifier
+(texlens/orientation.py), before preprocessing.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -17,8 +20,9 @@ import torch
 from texlens.checkpoint import CheckpointError, load_model
 from texlens.data.datasets import collate
 from texlens.data.image import load_image
+from texlens.data.orientation import rotate
 from texlens.data.transforms import input_settings, preprocess, to_tensor_array
-from texlens.decoding import beam_search, greedy_decode
+from texlens.decoding import beam_search, check_rescore, greedy_decode
 from texlens.tokens import Vocab, join
 
 WEIGHTS_DIR = Path(__file__).parent / "weights"
@@ -121,29 +125,48 @@ class Calibration:
 
 ImageInput = str | Path | bytes | np.ndarray
 
+if TYPE_CHECKING:
+    from texlens.orientation import Orienter
+
 
 class Recognizer:
     """One model, or an ensemble of several that share a vocabulary and input size.
 
     ``onnx``, when given, runs greedy decoding on onnxruntime (texlens/onnx_backend.py);
-    beam search and ensembles stay on the PyTorch ``models``.
+    beam search and ensembles stay on the PyTorch ``models``. ``orienter``, when given,
+    turns every image upright before preprocessing (an :class:`Orienter`).
     """
 
     def __init__(self, models: torch.nn.Module | Sequence[torch.nn.Module], cfg, vocab,
-                 name: str = "", calibration: Calibration | None = None, onnx=None):
+                 name: str = "", calibration: Calibration | None = None, onnx=None,
+                 orienter: Orienter | None = None):
         self.models = [models] if isinstance(models, torch.nn.Module) else list(models)
         self.model = self.models[0] if self.models else None
         self.cfg, self.vocab, self.name = cfg, vocab, name
         self.calibration = calibration or Calibration()
         self.onnx = onnx
+        self.orienter = orienter
+        self._shipped_orienter: Orienter | None = None  # loaded by auto_rotate=True
 
     @classmethod
     def load(cls, name_or_path: str | Path | Sequence[str | Path] = DEFAULT_MODEL,
-             backend: str = "torch") -> Recognizer:
+             backend: str = "torch", auto_rotate: bool | str | Path = False) -> Recognizer:
         """A shipped name or checkpoint (a list: an ensemble), on ``backend`` torch, onnx or
         onnx-int8. For ONNX, a checkpoint is exported once into the cache
         (``$TEXLENS_CACHE``, default ~/.cache/texlens); a directory written by
-        ``texlens export --onnx`` loads on its own (greedy decoding only)."""
+        ``texlens export --onnx`` loads on its own (greedy decoding only).
+        ``auto_rotate``: True (the shipped ``orientation-small``) or an orientation model's
+        name or path turns every image upright first."""
+        rec = cls._load(name_or_path, backend)
+        if auto_rotate is not False:
+            from texlens.orientation import DEFAULT_ORIENTER, Orienter
+            rec.orienter = Orienter.load(DEFAULT_ORIENTER if auto_rotate is True
+                                         else auto_rotate)
+        return rec
+
+    @classmethod
+    def _load(cls, name_or_path: str | Path | Sequence[str | Path],
+              backend: str) -> Recognizer:
         if backend not in BACKENDS:
             raise ValueError(f"backend must be one of {', '.join(BACKENDS)}, not {backend!r}")
         names = [name_or_path] if isinstance(name_or_path, (str, Path)) else list(name_or_path)
@@ -173,13 +196,31 @@ class Recognizer:
         name = " + ".join(map(str, names)) + ("" if backend == "torch" else f" ({backend})")
         return cls([m for m, _, _ in loaded], cfg, vocab, name, calib, onnx)
 
-    def prepare(self, image: ImageInput, name: str | None = None) -> np.ndarray:
-        """Load and preprocess one image to the model's float input (1, H, W)."""
-        return to_tensor_array(preprocess(load_image(image, name), self.cfg.data))
+    def _orienter(self, auto_rotate: bool | None) -> Orienter | None:
+        """None: the recogniser's own setting; True: its orienter, else the shipped one."""
+        if auto_rotate is None or auto_rotate is False:
+            return self.orienter if auto_rotate is None else None
+        if self.orienter is not None:
+            return self.orienter
+        if self._shipped_orienter is None:
+            from texlens.orientation import Orienter
+            self._shipped_orienter = Orienter.load()
+        return self._shipped_orienter
+
+    def prepare(self, image: ImageInput, name: str | None = None,
+                auto_rotate: bool | None = None) -> np.ndarray:
+        """Load and preprocess one image to the model's float input (1, H, W); turned
+        upright first when ``auto_rotate`` (default: as loaded) says so."""
+        gray = load_image(image, name)
+        orienter = self._orienter(auto_rotate)
+        if orienter is not None:
+            gray = rotate(gray, -orienter.predict([gray])[0])
+        return to_tensor_array(preprocess(gray, self.cfg.data))
 
     @torch.no_grad()
     def predict_arrays(self, arrays: Sequence[np.ndarray], batch_size: int = 16,
-                       max_len: int | None = None, beam: int = 1) -> list[Prediction]:
+                       max_len: int | None = None, beam: int = 1,
+                       rescore: str | None = None) -> list[Prediction]:
         """Preprocessed inputs -> predictions, batched by width to limit padding.
 
         beam=1 with one model is greedy decoding (key/value cache; on onnxruntime when
@@ -188,7 +229,10 @@ class Recognizer:
         than ``INK_RANGE``: a blank page) is not decoded: it reads as an empty formula
         with confidence 0. One that is not ink on paper (more than ``MIDTONE_MAX`` of
         mid-tones: noise, a gradient, a photograph) is decoded, but its confidence is 0.
+        ``rescore="r2l"`` (beam > 1, bidirectional models) reranks the beam's n-best by
+        left-to-right plus right-to-left log-probability (texlens.decoding.combine_r2l).
         """
+        check_rescore(self.models, beam, rescore)
         out: list[Prediction | None] = [None] * len(arrays)
         inked = []
         for i, a in enumerate(arrays):
@@ -216,7 +260,8 @@ class Recognizer:
                 for row, i in enumerate(idx):
                     out[i] = self._prediction(ids[row].tolist(), probs[row].tolist())
                 continue
-            hyps = beam_search(self.models, batch["images"], batch["mask"], beam, max_len)
+            hyps = beam_search(self.models, batch["images"], batch["mask"], beam, max_len,
+                               rescore=rescore)
             for row, i in enumerate(idx):
                 best = hyps[row][0]
                 out[i] = self._prediction([*best.ids, Vocab.eos_id], best.probs)
@@ -242,10 +287,14 @@ class Recognizer:
         return Prediction(join(toks), toks, conf, token_probs=token_probs)
 
     def predict(self, images: Iterable[ImageInput], batch_size: int = 16,
-                beam: int = 1) -> list[Prediction]:
+                beam: int = 1, auto_rotate: bool | None = None,
+                rescore: str | None = None) -> list[Prediction]:
         """Images (paths, bytes or arrays) -> predictions in the same order.
 
+        ``auto_rotate=True`` turns each image upright first (the orienter given to
+        :meth:`load`, else the shipped ``orientation-small``); None: as loaded.
         Raises ImageError (naming the file) on the first unreadable image; the CLI
         loads images one by one instead, to report bad files and go on.
         """
-        return self.predict_arrays([self.prepare(im) for im in images], batch_size, beam=beam)
+        return self.predict_arrays([self.prepare(im, auto_rotate=auto_rotate)
+                                    for im in images], batch_size, beam=beam, rescore=rescore)

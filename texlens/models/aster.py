@@ -19,6 +19,7 @@ from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from texlens.config import ModelConfig
 from texlens.models.cnn import ShallowCNN
+from texlens.models.decoder import L2R
 
 
 def _ceil_div(x: torch.Tensor, s: int) -> torch.Tensor:
@@ -90,8 +91,11 @@ class AttentionLSTMDecoder(nn.Module):
         # The LSTM itself has no length limit; greedy_decode reads this as its cap.
         self.max_len = max_len
 
-    def start(self, memory: torch.Tensor, mem_mask: torch.Tensor | None) -> AsterCache:
+    def start(self, memory: torch.Tensor, mem_mask: torch.Tensor | None,
+              direction: int = L2R) -> AsterCache:
         """memory (B, N, d); mem_mask (B, 1, 1, N) as returned by ``encode``, or None."""
+        if direction != L2R:
+            raise ValueError("ASTER's decoder reads left to right only")
         b = memory.shape[0]
         zeros = memory.new_zeros(b, self.d_model)
         return AsterCache(
@@ -115,9 +119,9 @@ class AttentionLSTMDecoder(nn.Module):
         return self.head(self.drop(torch.cat([h, context], -1)))
 
     def forward(self, tokens: torch.Tensor, memory: torch.Tensor,
-                mem_mask: torch.Tensor | None) -> torch.Tensor:
-        """Teacher-forced logits: tokens (B, T) -> (B, T, V)."""
-        cache = self.start(memory, mem_mask)
+                mem_mask: torch.Tensor | None, direction: int = L2R) -> torch.Tensor:
+        """Teacher-forced logits: tokens (B, T) -> (B, T, V); left to right only."""
+        cache = self.start(memory, mem_mask, direction)
         return torch.stack([self._advance(tokens[:, t], cache)
                             for t in range(tokens.shape[1])], 1)
 
@@ -131,6 +135,9 @@ class ASTER(nn.Module):
         super().__init__()
         if cfg.enc_layers < 1:
             raise ValueError(f"the BiLSTM encoder needs at least 1 layer, not {cfg.enc_layers}")
+        if cfg.bidirectional:
+            raise ValueError("model.bidirectional needs model.arch satrn (the transformer "
+                             "decoder); ASTER's LSTM decoder reads left to right only")
         d = cfg.d_model
         self.cfg = cfg
         self.cnn = ShallowCNN(1, d, cfg.downsample, cfg.cnn_width)
@@ -179,12 +186,13 @@ class ASTER(nn.Module):
         return self.proj(self.drop(out)), mem_mask[:, None, None, :]
 
     def forward(self, images: torch.Tensor, mask: torch.Tensor | None,
-                tgt_in: torch.Tensor) -> torch.Tensor:
+                tgt_in: torch.Tensor, direction: int = L2R) -> torch.Tensor:
         memory, mem_mask = self.encode(images, mask)
-        return self.decoder(tgt_in, memory, mem_mask)
+        return self.decoder(tgt_in, memory, mem_mask, direction)
 
-    def start(self, memory: torch.Tensor, mem_mask: torch.Tensor | None) -> AsterCache:
-        return self.decoder.start(memory, mem_mask)
+    def start(self, memory: torch.Tensor, mem_mask: torch.Tensor | None,
+              direction: int = L2R) -> AsterCache:
+        return self.decoder.start(memory, mem_mask, direction)
 
     def step(self, tokens: torch.Tensor, cache: AsterCache) -> torch.Tensor:
         return self.decoder.step(tokens, cache)

@@ -4,6 +4,11 @@
 token per sequence and reuses the keys/values of earlier steps, which turns decoding
 from O(T^2) layer passes into O(T). Both paths share the same modules, so a test
 can check they give identical tokens.
+
+With ``directions=2`` (``model.bidirectional``) one decoder reads both ways, as in BTTR
+(Zhao et al. 2021): a learned direction vector is added to every input position, and the
+right-to-left direction is trained on the reversed token sequence. A direction is chosen
+when decoding starts (``start``) and kept in the cache.
 """
 
 from __future__ import annotations
@@ -15,6 +20,20 @@ from torch import nn
 
 from texlens.models.attention import MultiHeadAttention
 from texlens.models.posenc import sinusoid
+from texlens.tokens import Vocab
+
+L2R, R2L = 0, 1  # reading directions of a bidirectional decoder (rows of its direction_embed)
+
+
+def reverse_sequences(ids: torch.Tensor) -> torch.Tensor:
+    """What the right-to-left direction reads: rows (B, T) of <sos> tokens <eos> <pad>...
+    with the tokens between <sos> and <eos> reversed, everything else in place
+    (``<sos> a b c <eos> <pad>`` -> ``<sos> c b a <eos> <pad>``), so padding stays at the
+    end and the same loss masks apply to both directions."""
+    n = (ids != Vocab.pad_id).sum(1, keepdim=True) - 2  # tokens between <sos> and <eos>
+    pos = torch.arange(ids.shape[1], device=ids.device).expand_as(ids)
+    inside = (pos >= 1) & (pos <= n)
+    return ids.gather(1, torch.where(inside, n + 1 - pos, pos))
 
 
 class DecoderLayer(nn.Module):
@@ -46,6 +65,7 @@ class DecoderCache:
     mem_mask: torch.Tensor | None
     self_kv: list[tuple[torch.Tensor, torch.Tensor] | None] = field(default_factory=list)
     length: int = 0
+    direction: int = L2R
 
     def select(self, index: torch.Tensor) -> DecoderCache:
         """Keep batch rows ``index`` (beam search reorders hypotheses)."""
@@ -54,18 +74,27 @@ class DecoderCache:
             cross=[pick(kv) for kv in self.cross],
             mem_mask=None if self.mem_mask is None else self.mem_mask.index_select(0, index),
             self_kv=[None if kv is None else pick(kv) for kv in self.self_kv],
-            length=self.length)
+            length=self.length, direction=self.direction)
 
 
 class TransformerDecoder(nn.Module):
     def __init__(self, vocab_size: int, d_model: int, n_heads: int, d_ff: int, n_layers: int,
-                 dropout: float, max_len: int = 256):
+                 dropout: float, max_len: int = 256, directions: int = 1):
         super().__init__()
+        if directions not in (1, 2):
+            raise ValueError(f"a decoder reads in 1 or 2 directions, not {directions}")
         self.embed = nn.Embedding(vocab_size, d_model)
         # Embeddings are scaled by sqrt(d) below; initialised at std d^-0.5 they then have
         # unit scale like the sinusoids. nn.Embedding's default std 1 would make them
         # sqrt(d) times larger and drown out the positions the decoder needs to align.
         nn.init.normal_(self.embed.weight, std=d_model ** -0.5)
+        self.directions = directions
+        # Only a bidirectional decoder has this parameter, so a one-way model's state dict
+        # (and every checkpoint written before it existed) is unchanged. Scaled and
+        # initialised like the token embeddings; "embed" in its name keeps weight decay off.
+        self.direction_embed = nn.Embedding(2, d_model) if directions == 2 else None
+        if self.direction_embed is not None:
+            nn.init.normal_(self.direction_embed.weight, std=d_model ** -0.5)
         self.register_buffer("pos", sinusoid(max_len, d_model), persistent=False)
         self.layers = nn.ModuleList(
             DecoderLayer(d_model, n_heads, d_ff, dropout) for _ in range(n_layers))
@@ -75,28 +104,48 @@ class TransformerDecoder(nn.Module):
         self.scale = d_model ** 0.5
         self.max_len = max_len
 
-    def _inputs(self, tokens: torch.Tensor, offset: int) -> torch.Tensor:
+    def direction_bias(self, direction: int) -> torch.Tensor | None:
+        """The vector added to every input position when reading in ``direction`` (d,);
+        None for a one-way decoder, which reads left to right only."""
+        if self.direction_embed is None:
+            if direction != L2R:
+                raise ValueError("this decoder reads left to right only "
+                                 "(train it with model.bidirectional: true)")
+            return None
+        return self.direction_embed.weight[direction] * self.scale
+
+    def _inputs(self, tokens: torch.Tensor, offset: int, direction: int = L2R) -> torch.Tensor:
         t = tokens.shape[1]
         if offset + t > self.max_len:
             raise ValueError(f"sequence of {offset + t} tokens exceeds max_len {self.max_len}")
-        return self.drop(self.embed(tokens) * self.scale + self.pos[offset:offset + t])
+        x = self.embed(tokens) * self.scale + self.pos[offset:offset + t]
+        bias = self.direction_bias(direction)
+        return self.drop(x if bias is None else x + bias)
 
     def forward(self, tokens: torch.Tensor, memory: torch.Tensor,
-                mem_mask: torch.Tensor | None) -> torch.Tensor:
+                mem_mask: torch.Tensor | None, direction: int = L2R) -> torch.Tensor:
         """Teacher-forced logits: tokens (B, T) -> (B, T, V)."""
-        x = self._inputs(tokens, 0)
-        for layer in self.layers:
-            x = layer(x, layer.self_attn.project_kv(layer.norm1(x)),
-                      layer.cross_attn.project_kv(memory), mem_mask, causal=True)
+        return self.teacher_forced(tokens, self.start(memory, mem_mask, direction))
+
+    def teacher_forced(self, tokens: torch.Tensor, cache: DecoderCache) -> torch.Tensor:
+        """Teacher-forced logits (B, T, V) from a fresh cache's cross keys/values and
+        direction; the cache is not extended. Rescoring reuses beam search's projections."""
+        x = self._inputs(tokens, 0, cache.direction)
+        for layer, cross in zip(self.layers, cache.cross, strict=True):
+            x = layer(x, layer.self_attn.project_kv(layer.norm1(x)), cross, cache.mem_mask,
+                      causal=True)
         return self.head(self.norm(x))
 
-    def start(self, memory: torch.Tensor, mem_mask: torch.Tensor | None) -> DecoderCache:
+    def start(self, memory: torch.Tensor, mem_mask: torch.Tensor | None,
+              direction: int = L2R) -> DecoderCache:
+        self.direction_bias(direction)  # a one-way decoder refuses R2L here, not mid-search
         return DecoderCache(cross=[layer.cross_attn.project_kv(memory) for layer in self.layers],
-                            mem_mask=mem_mask, self_kv=[None] * len(self.layers))
+                            mem_mask=mem_mask, self_kv=[None] * len(self.layers),
+                            direction=direction)
 
     def step(self, tokens: torch.Tensor, cache: DecoderCache) -> torch.Tensor:
         """Feed the newest token (B, 1); returns logits (B, V) and extends ``cache``."""
-        x = self._inputs(tokens, cache.length)
+        x = self._inputs(tokens, cache.length, cache.direction)
         for i, layer in enumerate(self.layers):
             k, v = layer.self_attn.project_kv(layer.norm1(x))
             if cache.self_kv[i] is not None:

@@ -2,6 +2,7 @@
 
 Image -> shallow CNN -> + 2-D positional encoding -> transformer encoder -> memory;
 memory + previous tokens -> transformer decoder -> next-token logits.
+With ``model.bidirectional`` the decoder also reads right to left (``direction=R2L``).
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from torch import nn
 
 from texlens.config import ModelConfig
 from texlens.models.backbones import build_backbone
-from texlens.models.decoder import DecoderCache, TransformerDecoder
+from texlens.models.decoder import L2R, DecoderCache, TransformerDecoder
 from texlens.models.encoder import TransformerEncoder, UntiedPositionBias
 from texlens.models.posenc import POSITIONAL, PositionalDropout
 from texlens.models.vit import ViTEncoder
@@ -30,7 +31,8 @@ class SATRN(nn.Module):
         self.cfg = cfg
         dec_d = cfg.dec_d_model or cfg.d_model
         self.decoder = TransformerDecoder(vocab_size, dec_d, cfg.dec_heads or cfg.n_heads,
-                                          cfg.dec_ff, cfg.dec_layers, cfg.dropout, cfg.max_len)
+                                          cfg.dec_ff, cfg.dec_layers, cfg.dropout, cfg.max_len,
+                                          directions=2 if cfg.bidirectional else 1)
         # The decoder attends to the memory in its own width.
         self.bridge = nn.Linear(cfg.d_model, dec_d) if dec_d != cfg.d_model else None
         if cfg.encoder == "vit":
@@ -81,12 +83,13 @@ class SATRN(nn.Module):
         return self.encoder(x, mem_mask, (h, w), bias), mem_mask
 
     def forward(self, images: torch.Tensor, mask: torch.Tensor | None,
-                tgt_in: torch.Tensor) -> torch.Tensor:
+                tgt_in: torch.Tensor, direction: int = L2R) -> torch.Tensor:
         memory, mem_mask = self.encode(images, mask)
-        return self.decoder(tgt_in, memory, mem_mask)
+        return self.decoder(tgt_in, memory, mem_mask, direction)
 
-    def start(self, memory: torch.Tensor, mem_mask: torch.Tensor | None) -> DecoderCache:
-        return self.decoder.start(memory, mem_mask)
+    def start(self, memory: torch.Tensor, mem_mask: torch.Tensor | None,
+              direction: int = L2R) -> DecoderCache:
+        return self.decoder.start(memory, mem_mask, direction)
 
     def step(self, tokens: torch.Tensor, cache: DecoderCache) -> torch.Tensor:
         return self.decoder.step(tokens, cache)

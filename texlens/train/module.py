@@ -1,5 +1,9 @@
 """The LightningModule: teacher-forced cross-entropy, AdamW, LR schedule, validation
-by greedy decoding (sentence accuracy is the metric checkpoints are chosen on)."""
+by greedy decoding (sentence accuracy is the metric checkpoints are chosen on).
+
+A bidirectional model (``model.bidirectional``, BTTR) is trained on the mean of two
+losses from one encoder pass: left to right on the caption, right to left on the
+caption reversed (:func:`texlens.models.decoder.reverse_sequences`)."""
 
 from __future__ import annotations
 
@@ -13,6 +17,7 @@ from texlens import metrics
 from texlens.checkpoint import meta
 from texlens.config import Config
 from texlens.decoding import greedy_decode
+from texlens.models.decoder import L2R, R2L, reverse_sequences
 from texlens.models.satrn import build_model
 from texlens.tokens import Vocab
 from texlens.train.schedules import build_scheduler, teacher_forcing_ratio
@@ -45,14 +50,14 @@ class Recognizer(L.LightningModule):
         self._seen_path = os.environ.get("TEXLENS_DEBUG_SEEN")
 
     def decoder_inputs(self, memory: torch.Tensor, mem_mask: torch.Tensor | None,
-                       ids: torch.Tensor, ratio: float) -> torch.Tensor:
+                       ids: torch.Tensor, ratio: float, direction: int = L2R) -> torch.Tensor:
         """Teacher forcing with probability ``ratio`` per position; elsewhere the model's own
         previous prediction (parallel scheduled sampling: one extra no-grad decoder pass)."""
         gold = ids[:, :-1]
         if ratio >= 1.0:
             return gold
         with torch.no_grad():
-            pred = self.model.decoder(gold, memory, mem_mask).argmax(-1)
+            pred = self.model.decoder(gold, memory, mem_mask, direction).argmax(-1)
         # Position t's input is the token predicted at t-1; <sos> and padding stay gold.
         sampled = torch.cat([gold[:, :1], pred[:, :-1]], 1)
         use_pred = torch.rand(gold.shape, device=gold.device) >= ratio
@@ -60,11 +65,11 @@ class Recognizer(L.LightningModule):
         return torch.where(use_pred & (gold != Vocab.pad_id), sampled, gold)
 
     def free_running_logits(self, memory: torch.Tensor, mem_mask: torch.Tensor | None,
-                            steps: int) -> torch.Tensor:
+                            steps: int, direction: int = L2R) -> torch.Tensor:
         """The competition baseline's unforced batch: decode step by step from the model's own
         argmax, keeping the gradient through every step's logits."""
         b = memory.shape[0]
-        cache = self.model.start(memory, mem_mask)
+        cache = self.model.start(memory, mem_mask, direction)
         prev = torch.full((b, 1), Vocab.sos_id, dtype=torch.long, device=memory.device)
         out = []
         for _ in range(steps):
@@ -83,32 +88,51 @@ class Recognizer(L.LightningModule):
             with open(f"{self._seen_path}.rank{self.global_rank}", "a", encoding="utf-8") as f:
                 f.write(f"{self.current_epoch}\t{indices}\n")
 
-    def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
-        ids = batch["ids"]
-        memory, mem_mask = self.model.encode(batch["images"], batch["mask"])
-        ratio = self.tf_ratio()
+    def direction_loss(self, memory: torch.Tensor, mem_mask: torch.Tensor | None,
+                       ids: torch.Tensor, ratio: float, direction: int = L2R) -> torch.Tensor:
+        """The loss of reading ``ids`` (<sos> ... <eos> <pad>, already in reading order) in
+        ``direction``, with the teacher-forcing mode and ratio of the run."""
         if self.cfg.train.tf_mode == "batch":
             if torch.rand(()).item() < ratio:
-                logits = self.model.decoder(ids[:, :-1], memory, mem_mask)
+                logits = self.model.decoder(ids[:, :-1], memory, mem_mask, direction)
             else:
-                logits = self.free_running_logits(memory, mem_mask, ids.shape[1] - 1)
+                logits = self.free_running_logits(memory, mem_mask, ids.shape[1] - 1, direction)
         elif self.cfg.train.tf_mode == "parallel":
-            tgt_in = self.decoder_inputs(memory, mem_mask, ids, ratio)
-            logits = self.model.decoder(tgt_in, memory, mem_mask)
+            tgt_in = self.decoder_inputs(memory, mem_mask, ids, ratio, direction)
+            logits = self.model.decoder(tgt_in, memory, mem_mask, direction)
         else:
             raise ValueError(f"train.tf_mode must be parallel or batch, "
                              f"not {self.cfg.train.tf_mode!r}")
-        self.log("train/teacher_forcing", ratio, batch_size=ids.shape[0])
-        loss = sequence_loss(logits, ids[:, 1:], self.cfg.train.ignore_pad,
+        return sequence_loss(logits, ids[:, 1:], self.cfg.train.ignore_pad,
                              self.cfg.train.label_smoothing)
-        self.log("train/loss", loss, prog_bar=True, batch_size=ids.shape[0])
+
+    def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
+        ids = batch["ids"]
+        n = ids.shape[0]
+        memory, mem_mask = self.model.encode(batch["images"], batch["mask"])
+        ratio = self.tf_ratio()
+        loss = self.direction_loss(memory, mem_mask, ids, ratio)
+        self.log("train/teacher_forcing", ratio, batch_size=n)
+        if self.cfg.model.bidirectional:
+            # One encoder pass, the decoder run once per direction (BTTR).
+            r2l = self.direction_loss(memory, mem_mask, reverse_sequences(ids), ratio, R2L)
+            self.log("train/loss_l2r", loss, batch_size=n)
+            self.log("train/loss_r2l", r2l, batch_size=n)
+            loss = (loss + r2l) / 2
+        self.log("train/loss", loss, prog_bar=True, batch_size=n)
         return loss
 
     def validation_step(self, batch: dict, batch_idx: int) -> None:
         ids = batch["ids"]
-        logits = self.model(batch["images"], batch["mask"], ids[:, :-1])
+        memory, mem_mask = self.model.encode(batch["images"], batch["mask"])
+        logits = self.model.decoder(ids[:, :-1], memory, mem_mask)
         loss = sequence_loss(logits, ids[:, 1:], True)
-        self.log("val/loss", loss, batch_size=ids.shape[0], sync_dist=True)
+        self.log("val/loss", loss, batch_size=ids.shape[0], sync_dist=True)  # left to right
+        if self.cfg.model.bidirectional:
+            rev = reverse_sequences(ids)
+            r2l = sequence_loss(self.model.decoder(rev[:, :-1], memory, mem_mask, R2L),
+                                rev[:, 1:], True)
+            self.log("val/loss_r2l", r2l, batch_size=ids.shape[0], sync_dist=True)
         # The length budget of texlens.recognizer.Recognizer's greedy path (what evaluate
         # runs), never the truth's length: that would stop a run-on prediction for free.
         out, _ = greedy_decode(self.model, batch["images"], batch["mask"],

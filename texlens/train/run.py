@@ -19,8 +19,8 @@ from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 from torch.utils.data import DataLoader
 
-from texlens.checkpoint import atomic_save, save_model
-from texlens.config import Config
+from texlens.checkpoint import atomic_save, kept_checkpoints, save_model
+from texlens.config import Config, ConfigError
 from texlens.data.datasets import (
     DatasetError,
     FormulaDataset,
@@ -53,6 +53,23 @@ class LastValidation(Callback):
     def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if not trainer.sanity_checking:
             self.step = trainer.global_step
+
+
+class KeepLast(Callback):
+    """Keeps the checkpoints of the last ``k`` validations as checkpoints/step<S>.ckpt and
+    deletes older ones, for checkpoint averaging. It also fires on validate_final's
+    validation, so the weights a run ends with are among them."""
+
+    def __init__(self, run_dir: Path, k: int):
+        self.run_dir, self.k = run_dir, k
+
+    def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if trainer.sanity_checking:
+            return
+        trainer.save_checkpoint(self.run_dir / "checkpoints" / f"step{trainer.global_step}.ckpt")
+        if trainer.is_global_zero:  # files on disk, not memory: a resumed run prunes too
+            for old in kept_checkpoints(self.run_dir)[:-self.k]:
+                old.unlink(missing_ok=True)
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
@@ -133,6 +150,9 @@ def train(cfg: Config, resume: str | None = None, devices: int | str = 1, num_no
     """
     if cfg.data.on_error not in ("skip", "stop"):
         raise DatasetError(f"data.on_error must be skip or stop, not {cfg.data.on_error!r}")
+    if cfg.train.keep_checkpoints < 0:
+        raise ConfigError(f"train.keep_checkpoints must be 0 or more, not "
+                          f"{cfg.train.keep_checkpoints}")
     torch.set_num_threads(cfg.train.threads)
     L.seed_everything(cfg.train.seed, workers=True)
     out = Path(cfg.train.out_dir)
@@ -194,6 +214,8 @@ def train(cfg: Config, resume: str | None = None, devices: int | str = 1, num_no
     if cfg.train.early_stop_patience:
         callbacks.append(EarlyStopping("val/sentence_acc", mode="max",
                                        patience=cfg.train.early_stop_patience))
+    if cfg.train.keep_checkpoints:
+        callbacks.append(KeepLast(out, cfg.train.keep_checkpoints))
     if cfg.train.ema_decay:
         # Validation and the saved checkpoints then use the averaged weights.
         callbacks.append(EMAWeightAveraging(decay=cfg.train.ema_decay))

@@ -18,6 +18,7 @@ from torch import nn
 
 from texlens.checkpoint import CheckpointError, read_checkpoint
 from texlens.config import Config, ConfigError
+from texlens.models.decoder import L2R
 from texlens.tokens import Vocab
 
 
@@ -41,6 +42,7 @@ def load_pretrained(model: nn.Module, state: dict[str, torch.Tensor], src_vocab:
     mis-shaped tensor is an error naming it: silently training half a model from
     scratch would look like a bad recipe, not a bad checkpoint."""
     own = model.state_dict()
+    state = _with_direction(state, own)
     shared = [(i, src_vocab.stoi[t]) for i, t in enumerate(vocab.itos) if t in src_vocab]
     dst_ids = torch.tensor([i for i, _ in shared])
     src_ids = torch.tensor([j for _, j in shared])
@@ -66,6 +68,19 @@ def load_pretrained(model: nn.Module, state: dict[str, torch.Tensor], src_vocab:
                                   "the same?")
     model.load_state_dict(merged)
     return len(shared)
+
+
+def _with_direction(state: dict[str, torch.Tensor], own: dict[str, torch.Tensor]
+                    ) -> dict[str, torch.Tensor]:
+    """A bidirectional model (model.bidirectional) may start from a one-way checkpoint: its
+    left-to-right direction vector starts at zero, so it first reads left to right exactly
+    as that model did; the right-to-left vector keeps its fresh initialisation."""
+    key = "decoder.direction_embed.weight"
+    if key not in own or key in state:
+        return state
+    fresh = own[key].clone()
+    fresh[L2R] = 0.0
+    return {**state, key: fresh}
 
 
 def frozen_parameters(model: nn.Module, prefixes: Sequence[str]) -> list[nn.Parameter]:

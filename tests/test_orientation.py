@@ -1,0 +1,321 @@
+"""The orientation classifier: model, inputs, folds, training, the Orienter and --auto-rotate."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from texlens import metrics
+from texlens.checkpoint import CheckpointError
+from texlens.cli import app
+from texlens.config import (
+    ConfigError,
+    OrientationConfig,
+    OrientationDataConfig,
+    OrientationModelConfig,
+    OrientationTrainConfig,
+    load_orientation_config,
+)
+from texlens.data.image import ImageError
+from texlens.data.orientation import (
+    ANGLES,
+    HANDWRITTEN,
+    OrientationSet,
+    canvas,
+    expression,
+    ink_crops,
+    load_orientation_set,
+    rotate,
+)
+from texlens.data.splits import expression_split
+from texlens.models.orientation import OrientationNet, StemOrientationNet, ink_mean_pool
+from texlens.orientation import (
+    DEFAULT_ORIENTER,
+    WEIGHTS_DIR,
+    Orienter,
+    aspect_heuristic,
+    combine_rotations,
+)
+from texlens.recognizer import Recognizer
+from texlens.train.orientation import build, fit, heuristic_scores, stratified_group_folds
+
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
+SHIPPED = (WEIGHTS_DIR / f"{DEFAULT_ORIENTER}.pt").is_file()
+needs_shipped = pytest.mark.skipif(not SHIPPED, reason="texlens/weights/orientation-small.pt "
+                                   "is not there (make orientation trains it)")
+runner = CliRunner()
+
+
+def test_model_shapes_and_parameter_budget():
+    net = OrientationNet()
+    assert net(torch.rand(2, 1, 128, 128)).shape == (2, 4)
+    n = sum(p.numel() for p in net.parameters())
+    assert 100_000 < n < 600_000  # a few hundred thousand: about 0.6 MB in float16
+    stem = StemOrientationNet(width=8, d_model=16)
+    assert stem(torch.rand(3, 1, 64, 64)).shape == (3, 4)
+    with pytest.raises(ConfigError, match="widths"):
+        OrientationNet([16])
+
+
+def test_aspect_heuristic_and_its_scores():
+    assert aspect_heuristic(np.zeros((10, 30), np.uint8)) == 0
+    assert aspect_heuristic(np.zeros((30, 10), np.uint8)) == 90
+    assert aspect_heuristic(np.zeros((20, 20), np.uint8)) == 0
+    # A wide image turned by 90 or 270 is tall: the heuristic gets 0 and 90 right only.
+    s = heuristic_scores(np.array([[10, 30]] * 4), np.arange(4))
+    assert s["accuracy"] == 0.5
+    assert s["confusion"] == [[1, 0, 0, 0], [0, 1, 0, 0], [1, 0, 0, 0], [0, 1, 0, 0]]
+
+
+def test_rotate_and_canvas():
+    img = np.zeros((20, 40), np.uint8)
+    img[2:6, 2:6] = 255  # top left
+    assert rotate(img, 90)[-6:-2, 2:6].all()  # counter-clockwise: top left -> bottom left
+    assert np.array_equal(rotate(rotate(img, 270), -270), img)
+    with pytest.raises(ValueError, match="multiple of 90"):
+        rotate(img, 45)
+    c = canvas(255 - img, 64)  # dark ink on white: turned ink-bright
+    assert c.shape == (64, 64) and c.dtype == np.uint8
+    rows = np.flatnonzero(c.max(1))
+    assert rows.min() >= 16 and rows.max() < 48  # the 2:1 image is centred, aspect kept
+    # Turning the canvas equals the canvas of the turned image (training relies on it).
+    assert np.array_equal(canvas(rotate(255 - img, 90), 64), rotate(c, 90))
+
+
+def test_combine_rotations_reads_each_look_at_its_own_angle():
+    true = 2  # an image at 180 degrees; turned k more, it is at (2 + k) % 4
+    logp = np.full((1, 4, 4), np.log(0.1))
+    for k in range(4):
+        logp[0, k, (true + k) % 4] = np.log(0.7)
+    assert combine_rotations(logp).argmax(-1).tolist() == [true]
+
+
+def test_macro_f1_and_confusion_matrix():
+    truth, pred = [0, 0, 0, 1, 1, 2], [0, 0, 1, 1, 2, 2]
+    cm = metrics.confusion_matrix(truth, pred, 4)
+    assert cm.tolist() == [[2, 1, 0, 0], [0, 1, 1, 0], [0, 0, 1, 0], [0, 0, 0, 0]]
+    # Per class F1: 0.8, 0.5, 0.667; class 3 never occurs and is left out.
+    assert metrics.macro_f1(truth, pred, 4) == pytest.approx((0.8 + 0.5 + 2 / 3) / 3)
+    assert metrics.macro_f1([], [], 4) == 0.0
+    with pytest.raises(ValueError, match="labels"):
+        metrics.confusion_matrix([0, 5], [0, 1], 4)
+
+
+def test_folds_keep_expressions_together_and_spread_strata():
+    rng = np.random.default_rng(0)
+    groups = [f"x{rng.integers(0, 120)}" for _ in range(600)]
+    strata = [(int(rng.choice(4, p=[0.85, 0.05, 0.05, 0.05])), int(rng.integers(0, 2)))
+              for _ in range(600)]
+    folds = stratified_group_folds(strata, groups, 3, seed=1)
+    by_group: dict[str, set[int]] = {}
+    for g, f in zip(groups, folds, strict=True):
+        by_group.setdefault(g, set()).add(int(f))
+    assert all(len(fs) == 1 for fs in by_group.values())
+    for label in range(4):  # each angle's share is about the same in every fold
+        counts = [sum(1 for s, f in zip(strata, folds, strict=True) if s[0] == label and f == k)
+                  for k in range(3)]
+        assert max(counts) - min(counts) <= max(4, 0.25 * max(counts))
+    with pytest.raises(ConfigError, match="folds"):
+        stratified_group_folds([0, 0], ["a", "b"], 1)
+
+
+def synthetic_set(n: int, size: int, seed: int) -> OrientationSet:
+    """Upright toy 'formulas': wide, a bar along the bottom and a square at the top left."""
+    rng = np.random.default_rng(seed)
+    canvases, shapes = [], []
+    for _ in range(n):
+        h, w = int(rng.integers(14, 22)), int(rng.integers(36, 60))
+        img = np.zeros((h, w), np.uint8)
+        img[h - 5:h - 2, 3:w - 3] = 255
+        x = int(rng.integers(2, w // 2))
+        img[2:6, x:x + 4] = 255
+        canvases.append(canvas(img, size))
+        shapes.append((h, w))
+    return OrientationSet(np.stack(canvases), np.zeros(n, np.int64), [f"e{i}" for i in range(n)],
+                          ["train"] * n, [""] * n, np.array(shapes))
+
+
+def tiny_config(**train) -> OrientationConfig:
+    return OrientationConfig(
+        model=OrientationModelConfig(canvas=32, widths=[8, 16, 32], dropout=0.0),
+        data=OrientationDataConfig(prior=[0.55, 0.15, 0.15, 0.15]),
+        train=OrientationTrainConfig(**{"lr": 5e-3, "batch_size": 32, "max_epochs": 8,
+                                        "patience": 8, "crop": 0, **train}))
+
+
+def test_tiny_training_run_beats_chance():
+    cfg = tiny_config()
+    train, val = synthetic_set(256, 32, 0), synthetic_set(64, 32, 1)
+    val_labels = np.tile(np.arange(4), 16)
+    model, _, history = fit(cfg, train, val, val_labels, log=lambda _: None)
+    assert len(history) == 8
+    assert max(h["val_accuracy"] for h in history) > 0.6  # chance: 0.25
+    orienter = Orienter(model, cfg.model, prior=None, tta=False)
+    assert orienter.predict([rotate(np.pad(np.full((4, 30), 255, np.uint8), 8), 0)])[0] in ANGLES
+
+
+def test_crop_training_runs_and_the_model_reads_any_size():
+    cfg = tiny_config(crop=24, max_epochs=2)
+    model, _, history = fit(cfg, synthetic_set(64, 32, 0), synthetic_set(16, 32, 1),
+                            np.tile(np.arange(4), 4), log=lambda _: None)
+    assert len(history) == 2 and history[0]["seen"] == 64
+    with torch.no_grad():  # trained on crops, it reads whole canvases of any size
+        assert model(torch.rand(2, 1, 32, 32)).shape == model(torch.rand(2, 1, 24, 40)).shape
+
+
+def test_ink_crops_are_near_ink_and_not_at_a_fixed_offset():
+    c = np.zeros((64, 64), np.uint8)
+    c[30:34, 10:54] = 255
+    crops = ink_crops(np.repeat(c[None], 200, 0), 16, np.random.default_rng(0))
+    assert crops.shape == (200, 16, 16) and all(cr.max() == 255 for cr in crops)
+    # Turning a crop must not move a pixel that is always ink (a give-away of the angle).
+    assert not crops[:, 7:9, 7:9].all()
+    blank = ink_crops(np.zeros((1, 20, 20), np.uint8), 8, np.random.default_rng(0))
+    assert blank.shape == (1, 8, 8) and blank.max() == 0
+
+
+def test_pooling_averages_only_cells_with_ink():
+    image = torch.zeros(1, 1, 16, 16)
+    image[0, 0, 0:4, 0:4] = 1.0  # ink in the top-left 8x8 cell only
+    features = torch.arange(4.0).reshape(1, 1, 2, 2)  # 2x2 cells of 8x8 pixels
+    assert ink_mean_pool(features, image).item() == 0.0
+    assert ink_mean_pool(features, torch.zeros(1, 1, 16, 16)).item() == 1.5  # no ink: all
+
+
+def test_build_checks_transfer_settings():
+    with pytest.raises(ConfigError, match="arch: stem"):
+        build(tiny_config(freeze=2))
+    cfg = tiny_config(freeze=2)
+    cfg.model.arch = "stem"
+    model, _, frozen = build(cfg)
+    assert len(frozen) == 2 and not any(p.requires_grad for m in frozen for p in m.parameters())
+    cfg.train.freeze = 9
+    with pytest.raises(ConfigError, match="freeze"):
+        build(cfg)
+
+
+def test_orienter_round_trip(tmp_path):
+    torch.manual_seed(0)
+    cfg = OrientationModelConfig(canvas=32, widths=[8, 16])
+    orienter = Orienter(OrientationNet(cfg.widths), cfg, prior=[0.7, 0.1, 0.1, 0.1])
+    path = tmp_path / "o.pt"
+    orienter.save(path)
+    back = Orienter.load(path)
+    assert back.cfg == cfg and back.prior.tolist() == pytest.approx([0.7, 0.1, 0.1, 0.1])
+    canv = np.stack([canvas(np.eye(20, 40, dtype=np.uint8) * 255, 32)] * 2)
+    p = orienter.probs(canv)
+    assert p.shape == (2, 4) and np.allclose(p.sum(-1), 1)
+    assert np.allclose(back.probs(canv), p, atol=1e-2)  # stored in float16
+    blank = np.zeros((20, 40), np.uint8)
+    assert back.predict([blank]) == [0] and back.predict([]) == []
+
+
+def test_orienter_bad_inputs(tmp_path):
+    with pytest.raises(CheckpointError, match="no such orientation model"):
+        Orienter.load(tmp_path / "missing.pt")
+    junk = tmp_path / "junk.pt"
+    junk.write_bytes(b"not a checkpoint")
+    with pytest.raises(CheckpointError, match="not a PyTorch checkpoint"):
+        Orienter.load(junk)
+    with pytest.raises(CheckpointError, match="a recogniser, not an orientation model"):
+        Orienter.load(WEIGHTS_DIR / "printed-small.pt")
+    cfg = OrientationModelConfig(canvas=32, widths=[8, 16])
+    orienter = Orienter(OrientationNet(cfg.widths), cfg)
+    text = tmp_path / "notes.png"
+    text.write_text("hello")
+    with pytest.raises(ImageError, match="notes.png"):
+        orienter.predict([text])
+    with pytest.raises(ConfigError, match="prior"):
+        Orienter(OrientationNet(cfg.widths), cfg, prior=[0.5, 0.5])
+
+
+def test_shipped_config_loads():
+    cfg = load_orientation_config(Path(__file__).parents[1] / "configs" /
+                                  "orientation-small.yaml")
+    assert cfg.name == "orientation-small" and cfg.model.arch == "resnet"
+    assert cfg.data.exclude == ["data/crohme/test2014/caption.txt"]
+
+
+def test_config_errors_name_the_key(tmp_path):
+    path = tmp_path / "o.yaml"
+    path.write_text("model:\n  canvass: 96\n")
+    with pytest.raises(ConfigError, match="model.canvass"):
+        load_orientation_config(path)
+    assert load_orientation_config(None, ["model.canvas=96"]).model.canvas == 96
+
+
+def write_dataset(root: Path, captions: list[str]) -> None:
+    (root / "images").mkdir(parents=True)
+    for i in range(len(captions)):
+        img = np.full((20, 50), 255, np.uint8)
+        img[8:12, 5:45] = 0
+        cv2.imwrite(str(root / "images" / f"k{i}.png"), img)
+    (root / "caption.txt").write_text("".join(f"k{i}\t{c}\n" for i, c in enumerate(captions)))
+
+
+def test_training_data_follows_the_split_rule(tmp_path):
+    captions = [f"x + {i}" for i in range(40)]
+    write_dataset(tmp_path / "hand", captions)
+    (tmp_path / "test.txt").write_text("t0\tx + 1\nt1\tx  +  2\n")
+    cfg = OrientationDataConfig(handwritten=[str(tmp_path / "hand")], n_handwritten=0,
+                                exclude=[str(tmp_path / "test.txt")])
+    data = load_orientation_set(cfg, 32)
+    kept = set(data.groups)
+    assert "x + 1" not in kept and "x + 2" not in kept  # test expressions, spaces aside
+    assert all(expression_split(g) != "heldout" for g in kept)
+    want = {expression(c) for c in captions
+            if c not in ("x + 1", "x + 2") and expression_split(c) != "heldout"}
+    assert kept == want and (data.source == HANDWRITTEN).all()
+    assert data.canvases.shape == (len(want), 32, 32)
+    with pytest.raises(ConfigError, match="no such caption file"):
+        load_orientation_set(dataclasses.replace(cfg, exclude=[str(tmp_path / "no.txt")]), 32)
+
+
+@pytest.fixture(scope="module")
+def shipped() -> Orienter:
+    return Orienter.load()
+
+
+def examples(folder: str) -> list[np.ndarray]:
+    return [cv2.imread(str(p), cv2.IMREAD_GRAYSCALE)
+            for p in sorted((EXAMPLES / folder / "images").glob("*.png"))]
+
+
+@needs_shipped
+@pytest.mark.parametrize("folder,kept", [("printed", 19), ("handwritten", 5)])
+def test_shipped_model_keeps_upright_and_levels_sideways_examples(shipped, folder, kept):
+    images = examples(folder)
+    # Measured 2026-12-03: 19 of the 20 printed and all 5 handwritten examples stay as
+    # they are; every one turned by 90 or 270 degrees comes back level (upside down or
+    # not: the model tells 180 from 0 only weakly, see README "Turned images").
+    assert sum(np.array_equal(shipped.upright(g), g) for g in images) >= kept
+    for g in images:
+        for angle in (90, 270):
+            assert shipped.upright(rotate(g, angle)).shape == g.shape, angle
+
+
+@needs_shipped
+def test_auto_rotate_through_the_api_and_the_cli(tmp_path, shipped):
+    upright = examples("printed")[2]
+    path = tmp_path / "turned.png"
+    cv2.imwrite(str(path), rotate(upright, 90))
+    rec = Recognizer.load("printed-small")
+    turned_back = rotate(upright, 90 - shipped.predict([path])[0])
+    want = rec.predict([turned_back])[0].latex
+    assert rec.predict([path], auto_rotate=True)[0].latex == want
+    assert Recognizer.load("printed-small", auto_rotate=True).predict([path])[0].latex == want
+    result = runner.invoke(app, ["predict", str(path), "--auto-rotate"])
+    assert result.exit_code == 0, result.output
+    assert result.output.strip() == f"{path}\t{want}"
+    result = runner.invoke(app, ["orientation", "predict", str(path)])
+    assert result.output.strip() == f"{path}\t{shipped.predict([path])[0]}"
+    result = runner.invoke(app, ["predict", str(tmp_path / "missing.png"), "--auto-rotate"])
+    assert result.exit_code == 1 and "missing.png: file not found" in result.output
+    with pytest.raises(CheckpointError, match="an orientation model"):
+        Recognizer.load(DEFAULT_ORIENTER)

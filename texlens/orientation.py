@@ -1,0 +1,160 @@
+"""Which way up is a formula image? ``Orienter.load().upright(image)``.
+
+The shipped ``orientation-small`` (texlens/weights/orientation-small.pt) tells whether an
+image was turned by 0, 90, 180 or 270 degrees counter-clockwise
+(:mod:`texlens.data.orientation` defines the angles), and ``upright`` turns it back.
+``Recognizer.load(..., auto_rotate=True)`` and ``texlens predict/evaluate --auto-rotate``
+run it on every image before recognition.
+
+Two things make its answers steadier than one look at the image:
+
+* test-time rotations (``tta``): the classifier also sees the image turned by 90, 180
+  and 270 degrees; an image at angle a turned by k more is at angle a + k, so the four
+  looks vote on one answer (their log-probabilities summed at matching angles);
+* the prior: it was trained as if the four angles were equally common (balanced
+  sampling of the rotations, or a class-weighted loss), but most inputs are upright.
+  Multiplying its probabilities by the real-use shares (``prior``, stored with the
+  weights) turns an upright image only when the evidence is strong, which keeps the
+  cost on upright inputs low. ``prior=None``
+  decides as if the angles were equally likely.
+
+A checkpoint is ``{"texlens-orientation": {format, model config, prior, ...},
+"state_dict": ...}``, written atomically like the recogniser's.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from texlens.checkpoint import CheckpointError, atomic_save
+from texlens.config import ConfigError, OrientationModelConfig, orientation_model_from_dict
+from texlens.data.image import load_image
+from texlens.data.orientation import ANGLES, canvas, check_prior, rotate
+from texlens.models.orientation import build_orientation_model
+
+FORMAT = "texlens-orientation-v1"
+KEY = "texlens-orientation"
+DEFAULT_ORIENTER = "orientation-small"
+WEIGHTS_DIR = Path(__file__).parent / "weights"
+
+ImageInput = str | Path | bytes | np.ndarray
+
+
+def aspect_heuristic(gray: np.ndarray) -> int:
+    """The baseline: a taller than wide image is on its side (90 degrees; it cannot tell 90
+    from 270), anything else is upright. Formulas are mostly wider than tall."""
+    h, w = gray.shape[:2]
+    return 90 if h > w else 0
+
+
+def combine_rotations(logp: np.ndarray) -> np.ndarray:
+    """(N, 4 turns, 4 classes) log-probabilities of each image turned k more quarter turns
+    -> (N, 4): the summed evidence for each angle of the image as given. Turned by k, an
+    image at angle a is at angle a + k, so class (a + k) mod 4 of look k speaks for a."""
+    n = len(ANGLES)
+    cls = (np.arange(n)[:, None] + np.arange(n)[None, :]) % n  # [a, k] -> class of look k
+    return logp[:, np.arange(n)[None, :], cls].sum(-1)
+
+
+def resolve_orienter(name_or_path: str | Path) -> Path:
+    p = Path(name_or_path)
+    if p.is_file():
+        return p
+    shipped = WEIGHTS_DIR / f"{name_or_path}.pt"
+    if shipped.is_file():
+        return shipped
+    raise CheckpointError(f"{name_or_path}: no such orientation model file or shipped "
+                          f"orientation model (shipped: {DEFAULT_ORIENTER})")
+
+
+def save_orienter(path: str | Path, model: nn.Module, cfg: OrientationModelConfig,
+                  prior: Sequence[float] | None, extra: dict | None = None,
+                  half: bool = True) -> None:
+    """An inference checkpoint; ``half`` stores float16 weights (the shipped file)."""
+    state = {k: (v.half() if half and v.is_floating_point() else v)
+             for k, v in model.state_dict().items()}
+    info = {"format": FORMAT, "model": dataclasses.asdict(cfg),
+            "prior": None if prior is None else [float(p) for p in prior], **(extra or {})}
+    atomic_save({KEY: info, "state_dict": state}, path)
+
+
+class Orienter:
+    """An orientation classifier with its canvas size and decision rule."""
+
+    def __init__(self, model: nn.Module, cfg: OrientationModelConfig,
+                 prior: Sequence[float] | None = None, tta: bool = True, name: str = "",
+                 info: dict | None = None):
+        self.model, self.cfg, self.tta, self.name = model.eval(), cfg, tta, name
+        self.prior = None if prior is None else check_prior(prior)
+        self.info = info or {}
+
+    @classmethod
+    def load(cls, name_or_path: str | Path = DEFAULT_ORIENTER, tta: bool = True) -> Orienter:
+        """A shipped name (``orientation-small``) or a checkpoint path."""
+        path = resolve_orienter(name_or_path)
+        try:
+            raw = torch.load(path, map_location="cpu", weights_only=False)
+        except Exception as e:  # noqa: BLE001 - torch raises many types for a bad file
+            raise CheckpointError(f"{path}: not a PyTorch checkpoint ({type(e).__name__})"
+                                  ) from None
+        info = raw.get(KEY) if isinstance(raw, dict) else None
+        if not isinstance(info, dict) or info.get("format") != FORMAT:
+            what = ("a recogniser, not an orientation model" if isinstance(raw, dict)
+                    and "texlens" in raw else f"no '{FORMAT}' entry")
+            raise CheckpointError(f"{path}: not a texlens orientation model ({what})")
+        try:
+            cfg = orientation_model_from_dict(info["model"])
+            model = build_orientation_model(cfg)
+            model.load_state_dict({k: v.float() if v.is_floating_point() else v
+                                   for k, v in raw["state_dict"].items()})
+            prior = info.get("prior")
+            return cls(model, cfg, prior, tta, str(name_or_path), info)
+        except (ConfigError, KeyError, RuntimeError) as e:
+            raise CheckpointError(f"{path}: bad orientation model: "
+                                  f"{str(e).splitlines()[0]}") from None
+
+    def save(self, path: str | Path, extra: dict | None = None) -> None:
+        save_orienter(path, self.model, self.cfg,
+                      None if self.prior is None else self.prior.tolist(), extra)
+
+    @torch.no_grad()
+    def probs(self, canvases: np.ndarray, batch_size: int = 64) -> np.ndarray:
+        """(N, S, S) uint8 canvases -> (N, 4) probabilities of 0/90/180/270 degrees, with
+        the test-time rotations and the prior when they are on."""
+        turns = range(len(ANGLES)) if self.tta else range(1)
+        logp = []
+        for start in range(0, len(canvases), batch_size):
+            chunk = canvases[start:start + batch_size]
+            looks = np.stack([np.stack([rotate(c, 90 * k) for k in turns]) for c in chunk])
+            x = torch.from_numpy(looks.reshape(-1, 1, *chunk.shape[1:])).float() / 255.0
+            logp.append(self.model(x).log_softmax(-1).reshape(len(chunk), len(turns), -1)
+                        .numpy())
+        out = np.concatenate(logp) if logp else np.zeros((0, len(turns), len(ANGLES)))
+        score = combine_rotations(out) if self.tta else out[:, 0]
+        if self.prior is not None:
+            score = score + np.log(self.prior)
+        score = score - score.max(-1, keepdims=True)
+        p = np.exp(score)
+        return p / p.sum(-1, keepdims=True)
+
+    def predict(self, images: Sequence[ImageInput], batch_size: int = 64) -> list[int]:
+        """Images (paths, bytes, arrays) -> the angle (0, 90, 180, 270) each is turned by,
+        counter-clockwise. An image without ink is upright. Raises ImageError naming a
+        file that cannot be read."""
+        grays = [load_image(im) for im in images]
+        if not grays:
+            return []
+        canv = np.stack([canvas(g, self.cfg.canvas) for g in grays])
+        angles = [ANGLES[i] for i in self.probs(canv, batch_size).argmax(-1)]
+        return [0 if g.max() == g.min() else a for g, a in zip(grays, angles, strict=True)]
+
+    def upright(self, image: ImageInput) -> np.ndarray:
+        """The image (loaded as grayscale uint8) turned upright."""
+        gray = load_image(image)
+        return rotate(gray, -self.predict([gray])[0])
