@@ -523,11 +523,13 @@ def serve(
 
 @app.command()
 def models() -> None:
-    """List the shipped models."""
+    """List the shipped models: recognisers, then orientation classifiers."""
     from texlens.recognizer import WEIGHTS_DIR, shipped_models
     for name in shipped_models():
         size = (WEIGHTS_DIR / f"{name}.pt").stat().st_size / 1e6
         print(f"{name}\t{size:.1f} MB")
+    for f in sorted(WEIGHTS_DIR.glob("orientation*.pt")):
+        print(f"{f.stem}\t{f.stat().st_size / 1e6:.1f} MB\t(orientation, --auto-rotate)")
 
 
 @data_app.command("synth")

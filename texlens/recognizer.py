@@ -31,7 +31,9 @@ BACKENDS = ("torch", "onnx", "onnx-int8")
 
 
 def shipped_models() -> list[str]:
-    return sorted(p.stem for p in WEIGHTS_DIR.glob("*.pt"))
+    """The shipped recognisers (orientation-* files are orientation classifiers)."""
+    return sorted(p.stem for p in WEIGHTS_DIR.glob("*.pt")
+                  if not p.stem.startswith("orientation"))
 
 
 def resolve_model(name_or_path: str | Path) -> Path:

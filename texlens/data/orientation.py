@@ -2,9 +2,9 @@
 
 An image's *angle* is the counter-clockwise rotation it has from upright: 0, 90, 180 or
 270 degrees (``np.rot90(upright, angle // 90)``); turning it back is a rotation by
-``-angle``. The classifier sees the whole image fit into a square canvas with its aspect
-ratio kept (a tall image is a narrow strip, a wide one a flat strip), ink bright on zero
-like the recogniser's inputs (:func:`texlens.data.transforms.ink_bright`).
+``-angle``. The classifier sees a square canvas of the image at one symbol size (the
+middle of a long formula), ink bright on zero like the recogniser's inputs
+(:func:`texlens.data.transforms.ink_bright`).
 
 Training data: upright images from dataset directories, drawn per source (printed,
 handwritten). Only expressions on the training side of the project's split rule
@@ -39,20 +39,47 @@ def rotate(image: np.ndarray, angle: int) -> np.ndarray:
     return np.ascontiguousarray(np.rot90(image, (angle // 90) % 4))
 
 
+SYMBOL = 16  # px: the median symbol size every canvas is brought to
+
+
+def symbol_size(ink: np.ndarray) -> float | None:
+    """Median size (px) of the ink's connected components, each measured by its longer
+    side so that a turned image measures the same; specks are left out. None: no ink."""
+    _, binary = cv2.threshold(ink, 0, 255, cv2.THRESH_BINARY + cv2.THRESH_OTSU)
+    _, _, stats, _ = cv2.connectedComponentsWithStats(binary, connectivity=8)
+    side = np.maximum(stats[1:, cv2.CC_STAT_HEIGHT], stats[1:, cv2.CC_STAT_WIDTH])
+    side = side[side >= 3]
+    return float(np.median(side)) if side.size else None
+
+
 def canvas(gray: np.ndarray, size: int) -> np.ndarray:
-    """uint8 gray image (any polarity and size) -> uint8 (size, size): ink bright, the
-    whole image scaled to fit and centred on zero (blank paper), contrast stretched."""
+    """uint8 gray image (any polarity and size) -> uint8 (size, size): ink bright on zero
+    (blank paper), resized so its median symbol is SYMBOL px, centred on the ink, cut to
+    the square (a long formula keeps its middle part), contrast stretched.
+
+    Symbols keep one legible size, whatever the image size: a first version shrank the
+    whole image into the square, which left a long formula's symbols 3-4 px high, and
+    told 0 from 180 degrees little better than chance (macro F1 0.62)."""
     g = ink_bright(gray)
-    h, w = g.shape
-    f = size / max(h, w)
-    nh, nw = min(size, max(1, round(h * f))), min(size, max(1, round(w * f)))
-    g = cv2.resize(g, (nw, nh), interpolation=cv2.INTER_AREA if f < 1 else cv2.INTER_LINEAR)
+    measured = symbol_size(g)
+    if measured:
+        f = SYMBOL / measured
+        h, w = g.shape
+        g = cv2.resize(g, (max(1, round(w * f)), max(1, round(h * f))),
+                       interpolation=cv2.INTER_AREA if f < 1 else cv2.INTER_LINEAR)
     lo, hi = int(g.min()), int(g.max())
     if hi > lo:  # faint scans and grey paper reach the model at full contrast
         g = ((g.astype(np.float32) - lo) * (255.0 / (hi - lo)) + 0.5).astype(np.uint8)
+    ys, xs = np.nonzero(g > 64)
+    if len(ys):  # the ink's bounding box in the middle (to a pixel, when the rest is odd)
+        top = (int(ys.min() + ys.max()) + 1 - size) // 2
+        left = (int(xs.min() + xs.max()) + 1 - size) // 2
+    else:
+        top, left = (g.shape[0] - size) // 2, (g.shape[1] - size) // 2
     out = np.zeros((size, size), np.uint8)
-    top, left = (size - nh) // 2, (size - nw) // 2
-    out[top:top + nh, left:left + nw] = g
+    y0, x0 = max(top, 0), max(left, 0)
+    y1, x1 = min(top + size, g.shape[0]), min(left + size, g.shape[1])
+    out[y0 - top:y1 - top, x0 - left:x1 - left] = g[y0:y1, x0:x1]
     return out
 
 
