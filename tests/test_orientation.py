@@ -12,7 +12,7 @@ import torch
 from typer.testing import CliRunner
 
 from texlens import metrics
-from texlens.checkpoint import CheckpointError
+from texlens.checkpoint import WEIGHTS_DIR, CheckpointError
 from texlens.cli import app
 from texlens.config import (
     ConfigError,
@@ -39,7 +39,6 @@ from texlens.data.splits import expression_split
 from texlens.models.orientation import OrientationNet, StemOrientationNet, ink_mean_pool
 from texlens.orientation import (
     DEFAULT_ORIENTER,
-    WEIGHTS_DIR,
     Orienter,
     aspect_heuristic,
     combine_rotations,

@@ -80,6 +80,19 @@ def read_checkpoint(path: str | Path) -> tuple[Config, Vocab, dict[str, torch.Te
     return cfg, vocab, state, raw
 
 
+WEIGHTS_DIR = Path(__file__).parent / "weights"  # the shipped models, NAME.pt
+
+
+def find_weights(name_or_path: str | Path) -> Path | None:
+    """A model file given by its path or a shipped model's name; None if neither exists.
+    Recognisers and orientation classifiers share the folder; each loader checks kind."""
+    p = Path(name_or_path)
+    if p.is_file():
+        return p
+    shipped = WEIGHTS_DIR / f"{name_or_path}.pt"
+    return shipped if shipped.is_file() else None
+
+
 def kept_checkpoints(run_dir: str | Path) -> list[Path]:
     """The ``checkpoints/step<S>.ckpt`` files a run kept (train.keep_checkpoints), oldest
     first."""

@@ -32,7 +32,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from texlens.checkpoint import CheckpointError, atomic_save
+from texlens.checkpoint import CheckpointError, atomic_save, find_weights
 from texlens.config import ConfigError, OrientationModelConfig, orientation_model_from_dict
 from texlens.data.image import load_image
 from texlens.data.orientation import ANGLES, canvas, check_prior, rotate
@@ -41,7 +41,6 @@ from texlens.models.orientation import build_orientation_model
 FORMAT = "texlens-orientation-v1"
 KEY = "texlens-orientation"
 DEFAULT_ORIENTER = "orientation-small"
-WEIGHTS_DIR = Path(__file__).parent / "weights"
 
 ImageInput = str | Path | bytes | np.ndarray
 
@@ -63,12 +62,9 @@ def combine_rotations(logp: np.ndarray) -> np.ndarray:
 
 
 def resolve_orienter(name_or_path: str | Path) -> Path:
-    p = Path(name_or_path)
-    if p.is_file():
-        return p
-    shipped = WEIGHTS_DIR / f"{name_or_path}.pt"
-    if shipped.is_file():
-        return shipped
+    found = find_weights(name_or_path)
+    if found is not None:
+        return found
     raise CheckpointError(f"{name_or_path}: no such orientation model file or shipped "
                           f"orientation model (shipped: {DEFAULT_ORIENTER})")
 

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 
-from texlens.checkpoint import CheckpointError, load_model
+from texlens.checkpoint import WEIGHTS_DIR, CheckpointError, find_weights, load_model
 from texlens.data.datasets import collate
 from texlens.data.image import load_image
 from texlens.data.orientation import rotate
@@ -25,7 +25,6 @@ from texlens.data.transforms import input_settings, preprocess, to_tensor_array
 from texlens.decoding import beam_search, check_rescore, greedy_decode
 from texlens.tokens import Vocab, join
 
-WEIGHTS_DIR = Path(__file__).parent / "weights"
 DEFAULT_MODEL = "printed-small"
 BACKENDS = ("torch", "onnx", "onnx-int8")
 
@@ -38,12 +37,9 @@ def shipped_models() -> list[str]:
 
 def resolve_model(name_or_path: str | Path) -> Path:
     """A shipped model's name (``printed-small``) or a checkpoint path."""
-    p = Path(name_or_path)
-    if p.is_file():
-        return p
-    shipped = WEIGHTS_DIR / f"{name_or_path}.pt"
-    if shipped.is_file():
-        return shipped
+    found = find_weights(name_or_path)
+    if found is not None:
+        return found
     raise CheckpointError(f"{name_or_path}: no such checkpoint file or shipped model "
                           f"(shipped: {', '.join(shipped_models()) or 'none'})")
 
