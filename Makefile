@@ -109,14 +109,16 @@ train-handwritten: handwritten-data
 	$(BIN)/texlens train configs/handwritten-small.yaml
 
 # The orientation classifier orientation-small (configs/orientation-small.yaml): printed
-# renderings of base-data and the rendered CROHME training ink, never the expressions of
-# the 2014 test set. K-fold of the small ResNet and of handwritten-small's frozen CNN stem,
-# the shipped model (12 min on one core), then its figures (benchmarks/orientation.py).
+# renderings of base-data, the rendered CROHME training ink and synthetic handwriting of the
+# training captions, never the expressions of the 2014 test set or of data/crohme/val.
+# K-fold of the small ResNet and of handwritten-small's frozen CNN stem, the shipped model
+# (65 min on one core), then its figures (benchmarks/orientation.py).
 ORIENT := configs/orientation-small.yaml
 KFOLD  := --folds 3 --set data.n_printed=2500 --set data.n_handwritten=2000 --set train.max_time_min=2
 orientation: setup
 	$(BIN)/texlens data crohme --inkml $(CROHME)/train_inkml.tar.gz --captions $(CAPTIONS) --val-fraction 0 --workers 2 --out data/orientation/crohme-ink
 	[ -f data/crohme/test2014/caption.txt ] || $(BIN)/texlens data extract-crohme-test --images $(CROHME)/2014/test_images.tar.gz --captions $(CROHME)/2014/caption.txt --out data/crohme/test2014
+	[ -f data/hand/synth-captions/caption.txt ] || $(MAKE) handwritten-data
 	$(BIN)/texlens orientation kfold $(ORIENT) $(KFOLD) --out runs/orientation/kfold-resnet
 	$(BIN)/texlens orientation kfold $(ORIENT) $(KFOLD) --set model.arch=stem --set train.init_from=handwritten-small --set train.freeze=3 --out runs/orientation/kfold-stem
 	$(BIN)/texlens orientation train $(ORIENT) --out texlens/weights/orientation-small.pt

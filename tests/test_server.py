@@ -68,6 +68,9 @@ def test_health_models_docs_page(client):
     page = client.get("/")
     assert page.status_code == 200 and 'id="pad"' in page.text
     assert client.get("/static/vendor/katex/katex.min.js").status_code == 200
+    docs = client.get("/docs").text  # the API docs page, its scripts served here (offline)
+    assert "/static/swagger/swagger-ui-bundle.js" in docs and "cdn" not in docs.lower()
+    assert client.get("/static/swagger/swagger-ui-bundle.js").status_code == 200
 
 
 def test_predict_matches_the_python_api(client):

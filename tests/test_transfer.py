@@ -52,6 +52,26 @@ def test_load_pretrained_rejects_another_architecture():
         load_pretrained(dst, src.state_dict(), vocab, vocab)
 
 
+def test_conv_ffn_starts_from_a_linear_one():
+    torch.manual_seed(0)
+    vocab = Vocab(["a", "b"])
+    src = build_model(tiny_model_config(dropout=0.0), len(vocab)).eval()
+    dst = build_model(tiny_model_config(dropout=0.0, ffn="conv"), len(vocab)).eval()
+    fresh = build_model(tiny_model_config(dropout=0.0, ffn="conv"), len(vocab)).eval()
+    load_pretrained(dst, src.state_dict(), vocab, vocab)
+    lin, conv = src.encoder.layers[0].ffn.net[0], dst.encoder.layers[0].ffn
+    assert torch.equal(conv.expand.weight[..., 0, 0], lin.weight)
+    centre = torch.zeros(3, 3)
+    centre[1, 1] = 1.0
+    assert torch.equal(conv.depthwise.weight[:, 0], centre.expand_as(conv.depthwise.weight[:, 0]))
+    images = torch.rand(2, 1, 32, 96)
+    with torch.no_grad():
+        ref = src.encode(images)[0]
+        gap = (dst.encode(images)[0] - ref).abs().mean()
+        fresh_gap = (fresh.encode(images)[0] - ref).abs().mean()
+    assert gap < 0.2 * fresh_gap  # it computes nearly what the linear encoder did
+
+
 def test_bad_freeze_prefix_names_the_parts():
     model = build_model(tiny_model_config(), 8)
     assert len(frozen_parameters(model, ["encoder"])) == len(list(model.encoder.parameters()))

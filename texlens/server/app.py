@@ -24,9 +24,11 @@ from typing import Annotated, Any
 import anyio
 import numpy as np
 from fastapi import FastAPI, HTTPException, Query, Request
-from fastapi.responses import FileResponse, JSONResponse
+from fastapi.openapi.docs import get_swagger_ui_html
+from fastapi.responses import FileResponse, HTMLResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 from starlette.datastructures import UploadFile
+from swagger_ui_bundle import swagger_ui_path
 
 from texlens.data.image import MAX_PIXELS, ImageError, load_image
 from texlens.data.strokes import render_strokes
@@ -306,11 +308,24 @@ def create_app(models: Sequence[str] = DEFAULT_MODELS, max_batch: int = 16,
         yield
         srv.batcher.stop()
 
-    app = FastAPI(title="texlens", version="1", lifespan=lifespan,
+    # FastAPI's own /docs and /redoc pages load their scripts from a CDN; this one serves
+    # Swagger UI from the swagger-ui-bundle package, so the API docs work offline too.
+    app = FastAPI(title="texlens", version="1", lifespan=lifespan, docs_url=None,
+                  redoc_url=None,
                   description="Images of formulas (or pen strokes) in, LaTeX out.")
     app.state.server = srv
     app.add_middleware(BodyLimit, max_bytes=limits.max_request_bytes)
+    # The more specific mount first: routes match in order.
+    app.mount("/static/swagger", StaticFiles(directory=swagger_ui_path), name="swagger")
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
+
+    @app.get("/docs", include_in_schema=False)
+    def docs() -> HTMLResponse:
+        return get_swagger_ui_html(openapi_url=app.openapi_url or "/openapi.json",
+                                   title="texlens API",
+                                   swagger_js_url="/static/swagger/swagger-ui-bundle.js",
+                                   swagger_css_url="/static/swagger/swagger-ui.css",
+                                   swagger_favicon_url="/static/swagger/favicon-32x32.png")
 
     @app.get("/", include_in_schema=False)
     def index() -> FileResponse:

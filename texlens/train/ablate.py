@@ -50,7 +50,7 @@ import yaml
 from texlens.config import ConfigError, load_config
 
 SPEC_KEYS = ("base", "set", "seeds", "arms", "eval_data", "metric", "baseline", "out")
-ARM_KEYS = ("set", "seeds", "reuse", "beam", "average", "ensemble")
+ARM_KEYS = ("set", "seeds", "reuse", "beam", "rescore", "average", "ensemble")
 # Metrics of texlens.metrics.compute_all an arm can be compared on; lower is better for
 # the error rates.
 METRICS = ("sentence_acc", "exprate_le1", "exprate_le2", "wer", "corpus_wer", "ned", "bleu",
@@ -73,6 +73,7 @@ class Arm:
     beam: int = 1
     average: int = 0  # average the last K kept checkpoints of each reused seed
     ensemble: int = 0  # decode K seed models of the reused arm together
+    rescore: str | None = None  # "r2l": rerank the beam by both directions (bidirectional)
 
     @property
     def trains(self) -> bool:
@@ -161,7 +162,12 @@ def _arm(name: str, raw: Any, seeds: list[int], where: str) -> Arm:
         raise AblationError(f"{where}: unknown key {unknown[0]!r} (known: {', '.join(ARM_KEYS)})")
     arm = Arm(name, _overrides(raw.get("set"), f"{where}.set"),
               _seeds(raw["seeds"], f"{where}.seeds") if "seeds" in raw else list(seeds),
-              raw.get("reuse"), _count(raw, "beam", where, 1))
+              raw.get("reuse"), _count(raw, "beam", where, 1), rescore=raw.get("rescore"))
+    if arm.rescore is not None:
+        from texlens.decoding import RESCORERS
+        if arm.rescore not in RESCORERS or arm.beam < 2:
+            raise AblationError(f"{where}.rescore: {arm.rescore!r}: choose from "
+                                f"{', '.join(RESCORERS)}, with beam of at least 2")
     if arm.reuse is None:
         for key in ("average", "ensemble"):
             if key in raw:
@@ -302,8 +308,11 @@ def sources(spec: AblationSpec, unit: Unit) -> list[Unit]:
 
 def eval_recipe(spec: AblationSpec, unit: Unit) -> dict:
     arm = spec.arms[unit.arm]
-    return {"models": [train_recipe(spec, u) for u in sources(spec, unit)],
-            "average": arm.average, "beam": arm.beam, "eval_data": spec.eval_data}
+    recipe = {"models": [train_recipe(spec, u) for u in sources(spec, unit)],
+              "average": arm.average, "beam": arm.beam, "eval_data": spec.eval_data}
+    if arm.rescore:  # only when set: results scored before the key existed stay valid
+        recipe["rescore"] = arm.rescore
+    return recipe
 
 
 def read_json(path: Path) -> dict | None:
@@ -413,7 +422,8 @@ def evaluate_unit(spec: AblationSpec, unit: Unit) -> dict:
         save_model(models[0], model, cfg, vocab, extra={"averaged_from": [str(k) for k in kept]})
     rec = Recognizer.load(models)
     t0 = time.monotonic()
-    scores = {d: evaluate(rec, d, beam=arm.beam)["metrics"] for d in spec.eval_data}
+    scores = {d: evaluate(rec, d, beam=arm.beam, rescore=arm.rescore)["metrics"]
+              for d in spec.eval_data}
     train = [read_json(u.dir / "train.json") or {} for u in srcs]
     result = {"arm": unit.arm, "seeds": list(unit.seeds), "models": [str(m) for m in models],
               "recipe": eval_recipe(spec, unit), "eval": scores,

@@ -42,7 +42,7 @@ def load_pretrained(model: nn.Module, state: dict[str, torch.Tensor], src_vocab:
     mis-shaped tensor is an error naming it: silently training half a model from
     scratch would look like a bad recipe, not a bad checkpoint."""
     own = model.state_dict()
-    state = _with_direction(state, own)
+    state = _conv_ffn_from_linear(_with_direction(state, own), own)
     shared = [(i, src_vocab.stoi[t]) for i, t in enumerate(vocab.itos) if t in src_vocab]
     dst_ids = torch.tensor([i for i, _ in shared])
     src_ids = torch.tensor([j for _, j in shared])
@@ -81,6 +81,31 @@ def _with_direction(state: dict[str, torch.Tensor], own: dict[str, torch.Tensor]
     fresh = own[key].clone()
     fresh[L2R] = 0.0
     return {**state, key: fresh}
+
+
+def _conv_ffn_from_linear(state: dict[str, torch.Tensor], own: dict[str, torch.Tensor]
+                          ) -> dict[str, torch.Tensor]:
+    """A conv feed-forward encoder (model.ffn: conv) may start from a linear one: the two
+    position-wise layers become its 1x1 convolutions and the 3x3 depth-wise filter starts
+    as the identity (centre tap 1), so it first computes what the linear layer did (but
+    for a second GELU, close to the identity on the activations that matter) and learns
+    spatial mixing from there, instead of dropping the encoder's trained feed-forwards."""
+    out = dict(state)
+    for key in own:
+        if not key.endswith(".ffn.depthwise.weight") or key in state:
+            continue
+        layer = key[: -len("depthwise.weight")]
+        if f"{layer}net.0.weight" not in state:
+            continue
+        for conv, lin in (("expand", "net.0"), ("project", "net.3")):
+            out[f"{layer}{conv}.weight"] = state[f"{layer}{lin}.weight"][..., None, None]
+            out[f"{layer}{conv}.bias"] = state[f"{layer}{lin}.bias"]
+            del out[f"{layer}{lin}.weight"], out[f"{layer}{lin}.bias"]
+        ident = torch.zeros_like(own[key])
+        ident[:, 0, 1, 1] = 1.0
+        out[key] = ident
+        out[f"{layer}depthwise.bias"] = torch.zeros_like(own[f"{layer}depthwise.bias"])
+    return out
 
 
 def frozen_parameters(model: nn.Module, prefixes: Sequence[str]) -> list[nn.Parameter]:
