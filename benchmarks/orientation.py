@@ -10,7 +10,8 @@ does to recognition.
    and each image at one angle drawn with the real-use shares of the model's prior (the
    imbalanced copy, a subset of the balanced one): accuracy, macro F1 and the confusion
    matrix, for the shipped decision rule (test-time rotations + prior) and without
-   either, beside the aspect-ratio heuristic.
+   either, beside the aspect-ratio heuristic; on --data also the whole rule of
+   --auto-rotate, where --model re-reads the classifier's unsure half turns.
 2. ExpRate of --model on the upright test set and on a copy where each image is turned
    by a uniformly drawn angle (written to data/orientation/<name>-rotated, so
    `texlens evaluate --data` can rerun it), with and without --auto-rotate.
@@ -45,8 +46,11 @@ def pct(x: float) -> str:
     return f"{100 * x:.2f}"
 
 
-def classifier_rows(orienter: Orienter, data: Path, seed: int) -> tuple[list[dict], dict]:
-    """Scores on the balanced and imbalanced rotated copies of one test set."""
+def classifier_rows(orienter: Orienter, data: Path, seed: int,
+                    rec: Recognizer | None = None) -> tuple[list[dict], dict]:
+    """Scores on the balanced and imbalanced rotated copies of one test set; with ``rec``,
+    also the whole decision rule of --auto-rotate (the recogniser re-reading unsure half
+    turns, when the orienter file has a reread weight)."""
     samples, _ = read_layout(data)
     grays = [load_image(s.image) for s in samples]
     n = len(ANGLES)
@@ -69,6 +73,16 @@ def classifier_rows(orienter: Orienter, data: Path, seed: int) -> tuple[list[dic
             rows.append({"data": data.name, "copy": copy, "rule": rule, "ms_per_image": ms, **s})
             if rule.endswith("(shipped)"):
                 confusion[f"{data.name} {copy}"] = s["confusion"]
+    if rec is not None and orienter.reread > 0:
+        rule = f"shipped + {rec.name} re-reads (as --auto-rotate)"
+        t0 = time.perf_counter()
+        pred = np.array([ANGLES.index(rec.upright_angle(rotate(g, a), orienter))
+                         for g in grays for a in ANGLES])
+        ms = 1000 * (time.perf_counter() - t0) / len(pred)
+        for copy, idx in (("balanced", slice(None)), ("imbalanced", one)):
+            s = classification(truth[idx], pred[idx])
+            rows.append({"data": data.name, "copy": copy, "rule": rule, "ms_per_image": ms, **s})
+            confusion[f"{data.name} {copy}, {rule}"] = s["confusion"]
     for copy, idx in (("balanced", slice(None)), ("imbalanced", one)):
         rows.append({"data": data.name, "copy": copy, "rule": "aspect heuristic",
                      "ms_per_image": 0.0, **classification(truth[idx], heur[idx])})
@@ -169,10 +183,11 @@ def main() -> None:
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     orienter = Orienter.load(args.orienter)
+    rec = Recognizer.load(args.model)
     cls_rows, confusion = [], {}
     for d in [args.data, *args.extra]:
         print(f"classifier on {d} at all four angles")
-        rows, cm = classifier_rows(orienter, d, args.seed)
+        rows, cm = classifier_rows(orienter, d, args.seed, rec if d == args.data else None)
         cls_rows += rows
         confusion |= cm
     ex_rows = []

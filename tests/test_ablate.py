@@ -67,7 +67,8 @@ def test_spec_errors_name_the_key_and_the_file(tmp_path, base_cfg):
     msg = spec_error(tmp_path, base_cfg, seeds=[0, 1],
                      arms={"base": [], "e": {"reuse": "base", "ensemble": 3}})
     assert "arms.e.ensemble" in msg and "2 seeds" in msg
-    msg = spec_error(tmp_path, base_cfg, arms={"base": [], "r": {"reuse": "base", "rescore": "r2l"}})
+    msg = spec_error(tmp_path, base_cfg,
+                     arms={"base": [], "r": {"reuse": "base", "rescore": "r2l"}})
     assert "arms.r.rescore" in msg and "beam of at least 2" in msg
     msg = spec_error(tmp_path, base_cfg, arms={"other": []})
     assert "no arm named 'base'" in msg

@@ -18,6 +18,14 @@ Two things make its answers steadier than one look at the image:
   cost on upright inputs low. ``prior=None``
   decides as if the angles were equally likely.
 
+And one thing the recogniser adds (``reread``, used by ``Recognizer`` with
+``auto_rotate``): the classifier's hard cases are an image and its half turn (180 read as
+0, 90 as 270), where a recogniser tells sense from nonsense. When the classifier's best
+angle has less than ``reread_below`` of the probability, the recogniser reads the image
+both ways, and each angle's score becomes its log-probability plus ``reread`` times the
+mean log-probability of the reading's tokens. Both numbers are chosen on validation
+(docs/RESULTS.md) and stored with the weights.
+
 A checkpoint is ``{"texlens-orientation": {format, model config, prior, ...},
 "state_dict": ...}``, written atomically like the recogniser's.
 """
@@ -85,10 +93,14 @@ class Orienter:
 
     def __init__(self, model: nn.Module, cfg: OrientationModelConfig,
                  prior: Sequence[float] | None = None, tta: bool = True, name: str = "",
-                 info: dict | None = None):
+                 info: dict | None = None, reread: float = 0.0, reread_below: float = 1.0):
         self.model, self.cfg, self.tta, self.name = model.eval(), cfg, tta, name
         self.prior = None if prior is None else check_prior(prior)
         self.info = info or {}
+        if reread < 0 or not 0 <= reread_below <= 1:
+            raise ValueError(f"reread must be >= 0 and reread_below in [0, 1], got {reread}, "
+                             f"{reread_below}")
+        self.reread, self.reread_below = float(reread), float(reread_below)
 
     @classmethod
     def load(cls, name_or_path: str | Path = DEFAULT_ORIENTER, tta: bool = True) -> Orienter:
@@ -109,15 +121,18 @@ class Orienter:
             model = build_orientation_model(cfg)
             model.load_state_dict({k: v.float() if v.is_floating_point() else v
                                    for k, v in raw["state_dict"].items()})
-            prior = info.get("prior")
-            return cls(model, cfg, prior, tta, str(name_or_path), info)
+            rule = info.get("reread", {})
+            return cls(model, cfg, info.get("prior"), tta, str(name_or_path), info,
+                       rule.get("weight", 0.0), rule.get("below", 1.0))
         except (ConfigError, KeyError, RuntimeError) as e:
             raise CheckpointError(f"{path}: bad orientation model: "
                                   f"{str(e).splitlines()[0]}") from None
 
     def save(self, path: str | Path, extra: dict | None = None) -> None:
+        rule = {"reread": {"weight": self.reread, "below": self.reread_below}}
         save_orienter(path, self.model, self.cfg,
-                      None if self.prior is None else self.prior.tolist(), extra)
+                      None if self.prior is None else self.prior.tolist(),
+                      {**self.info, **rule, **(extra or {})})
 
     @torch.no_grad()
     def probs(self, canvases: np.ndarray, batch_size: int = 64) -> np.ndarray:
@@ -144,11 +159,22 @@ class Orienter:
         counter-clockwise. An image without ink is upright. Raises ImageError naming a
         file that cannot be read."""
         grays = [load_image(im) for im in images]
-        if not grays:
-            return []
-        canv = np.stack([canvas(g, self.cfg.canvas) for g in grays])
-        angles = [ANGLES[i] for i in self.probs(canv, batch_size).argmax(-1)]
+        angles = [ANGLES[i] for i in self.angle_probs(grays, batch_size).argmax(-1)]
         return [0 if g.max() == g.min() else a for g, a in zip(grays, angles, strict=True)]
+
+    def angle_probs(self, grays: Sequence[np.ndarray], batch_size: int = 64) -> np.ndarray:
+        """Grayscale images -> (N, 4) probabilities of 0/90/180/270 degrees."""
+        if not grays:
+            return np.zeros((0, len(ANGLES)))
+        return self.probs(np.stack([canvas(g, self.cfg.canvas) for g in grays]), batch_size)
+
+    def candidates(self, probs: np.ndarray) -> list[int]:
+        """Indices of the angles worth a recogniser's reading, best first: the classifier's
+        choice, and its half turn when the choice has less than ``reread_below``."""
+        best = int(probs.argmax())
+        if self.reread <= 0 or probs[best] >= self.reread_below:
+            return [best]
+        return [best, (best + len(ANGLES) // 2) % len(ANGLES)]
 
     def upright(self, image: ImageInput) -> np.ndarray:
         """The image (loaded as grayscale uint8) turned upright."""

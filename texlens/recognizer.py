@@ -80,6 +80,12 @@ def midtone_share(a: np.ndarray) -> float:
     return float(((r > 0.25) & (r < 0.75)).mean())
 
 
+def mean_log_prob(pred: Prediction) -> float:
+    """Mean log-probability of a prediction's tokens (an empty reading: log 1e-9): how much
+    sense the recogniser makes of an image, whatever the formula's length."""
+    return float(np.mean(np.log(np.clip(pred.token_probs or [1e-9], 1e-9, 1.0))))
+
+
 def sequence_scores(token_probs: Sequence[float], eos_prob: float) -> dict[str, float]:
     """The candidate formula scores: probability of the whole output, least certain step,
     geometric mean of the steps."""
@@ -212,8 +218,26 @@ class Recognizer:
         gray = load_image(image, name)
         orienter = self._orienter(auto_rotate)
         if orienter is not None:
-            gray = rotate(gray, -orienter.predict([gray])[0])
+            gray = rotate(gray, -self.upright_angle(gray, orienter))
         return to_tensor_array(preprocess(gray, self.cfg.data))
+
+    def upright_angle(self, gray: np.ndarray, orienter: Orienter) -> int:
+        """The angle (0/90/180/270) ``gray`` is turned by, by ``orienter``'s decision rule:
+        its classifier, and when that is unsure between an angle and its half turn, this
+        recogniser's reading of both (texlens/orientation.py, ``reread``)."""
+        from texlens.data.orientation import ANGLES
+        if gray.max() == gray.min():
+            return 0  # no ink: nothing to turn
+        probs = orienter.angle_probs([gray])[0]
+        cands = orienter.candidates(probs)
+        if len(cands) == 1:
+            return ANGLES[cands[0]]
+        arrays = [to_tensor_array(preprocess(rotate(gray, -ANGLES[c]), self.cfg.data))
+                  for c in cands]
+        preds = self.predict_arrays(arrays, len(arrays))
+        scores = [np.log(max(probs[c], 1e-12)) + orienter.reread * mean_log_prob(p)
+                  for c, p in zip(cands, preds, strict=True)]
+        return ANGLES[cands[int(np.argmax(scores))]]
 
     @torch.no_grad()
     def predict_arrays(self, arrays: Sequence[np.ndarray], batch_size: int = 16,

@@ -1,0 +1,128 @@
+"""Choose the orientation decision rule on validation: the prior on or off, and the
+recogniser's re-reading of an unsure half turn (texlens/orientation.py, ``reread``).
+
+    python benchmarks/orientation_rule.py --data data/crohme/val --model handwritten-small \
+        [--orienter orientation-small] [--write texlens/weights/orientation-small.pt]
+
+Every image of --data (a validation set: neither the orienter nor the recogniser trained
+on its expressions) is turned to all four angles. The classifier's probabilities come
+once per angle; the recogniser reads each image once per net rotation (a reading depends
+only on how far the image ends up from upright), so every rule of the grid is scored
+without decoding again. For each rule: accuracy and macro F1 over the four angles, the
+share of upright images kept upright, ExpRate when the recognition follows the decision,
+and how many images the recogniser re-reads. The chosen rule has the best macro F1 among
+those that keep at least as many upright images upright as the classifier alone;
+--write stores it (and the prior choice) in the orienter file.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from texlens.data.datasets import read_layout
+from texlens.data.image import load_image
+from texlens.data.orientation import ANGLES, canvas, rotate
+from texlens.data.transforms import preprocess, to_tensor_array
+from texlens.orientation import Orienter
+from texlens.recognizer import Recognizer, mean_log_prob
+from texlens.train.orientation import classification
+
+WEIGHTS = (0.0, 1.0, 2.0, 4.0, 8.0, 16.0)
+BELOW = (0.6, 0.8, 0.9, 0.95, 0.99, 1.0)
+
+
+def readings(rec: Recognizer, grays: list[np.ndarray], truths: list[list[str]]
+             ) -> tuple[np.ndarray, np.ndarray]:
+    """(N, 4) mean token log-probability and correctness of the reading of each image
+    turned by 0/90/180/270 degrees."""
+    score = np.zeros((len(grays), len(ANGLES)))
+    right = np.zeros((len(grays), len(ANGLES)), bool)
+    for k, a in enumerate(ANGLES):
+        arrays = [to_tensor_array(preprocess(rotate(g, a), rec.cfg.data)) for g in grays]
+        for i, p in enumerate(rec.predict_arrays(arrays, 16)):
+            score[i, k] = mean_log_prob(p)
+            right[i, k] = p.tokens == truths[i]
+    return score, right
+
+
+def grid(probs: dict[str, np.ndarray], score: np.ndarray, right: np.ndarray) -> list[dict]:
+    """Every rule scored. probs[prior]: (N, 4 true angles, 4 candidates)."""
+    n, k = score.shape
+    truth = np.broadcast_to(np.arange(k), (n, k))
+    net = (np.arange(k)[:, None] - np.arange(k)[None, :]) % k  # [true, candidate]
+    reading, correct = score[:, net], right[:, net]  # (N, true, candidate)
+    rows = []
+    for (prior, p), weight, below in itertools.product(probs.items(), WEIGHTS, BELOW):
+        if weight == 0 and below != BELOW[-1]:
+            continue  # no re-reading: one rule
+        best = p.argmax(-1)
+        unsure = (p.max(-1) < below) & (weight > 0)
+        flip = (best + k // 2) % k
+        idx = np.indices(best.shape)
+        s_best = np.log(np.clip(p[idx[0], idx[1], best], 1e-12, 1)) + \
+            weight * reading[idx[0], idx[1], best]
+        s_flip = np.log(np.clip(p[idx[0], idx[1], flip], 1e-12, 1)) + \
+            weight * reading[idx[0], idx[1], flip]
+        pred = np.where(unsure & (s_flip > s_best), flip, best)
+        c = classification(truth.ravel(), pred.ravel())
+        rows.append({"prior": prior, "weight": weight, "below": below,
+                     "accuracy": c["accuracy"], "macro_f1": c["macro_f1"],
+                     "upright_kept": float((pred[:, 0] == 0).mean()),
+                     "exprate": float(correct[idx[0], idx[1], pred].mean()),
+                     "exprate_upright": float(correct[np.arange(n), 0, pred[:, 0]].mean()),
+                     "reread_share": float(unsure.mean())})
+    return rows
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--data", type=Path, default=Path("data/crohme/val"))
+    ap.add_argument("--model", default="handwritten-small")
+    ap.add_argument("--orienter", default="orientation-small")
+    ap.add_argument("--limit", type=int, default=0, help="first N images only (0: all)")
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--write", type=Path, help="store the chosen rule in this orienter file")
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    orienter = Orienter.load(args.orienter)
+    rec = Recognizer.load(args.model)
+    samples, _ = read_layout(args.data)
+    samples = samples[:args.limit or None]
+    grays = [load_image(s.image) for s in samples]
+    canv = np.stack([canvas(rotate(g, a), orienter.cfg.canvas) for g in grays for a in ANGLES])
+    probs = {}
+    for name, prior in (("on", orienter.prior), ("off", None)):
+        o = Orienter(orienter.model, orienter.cfg, prior, orienter.tta)
+        probs[name] = o.probs(canv).reshape(len(grays), len(ANGLES), len(ANGLES))
+    score, right = readings(rec, grays, [list(s.tokens) for s in samples])
+    rows = grid(probs, score, right)
+    alone = {r["prior"]: r for r in rows if r["weight"] == 0}
+    floor = alone["on" if orienter.prior is not None else "off"]["upright_kept"]
+    fit = [r for r in rows if r["upright_kept"] >= floor]
+    chosen = max(fit, key=lambda r: (r["macro_f1"], -r["reread_share"]))
+    print(f"{args.data}: {len(grays)} images x 4 angles; upright ExpRate of {args.model}: "
+          f"{100 * right[:, 0].mean():.2f}%\n")
+    print("| prior | re-read weight | below | accuracy % | macro F1 % | upright kept % | "
+          "ExpRate % | ExpRate upright % | re-read share |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for r in sorted(rows, key=lambda r: -r["macro_f1"])[:12] + list(alone.values()):
+        mark = " **(chosen)**" if r is chosen else ""
+        print(f"| {r['prior']}{mark} | {r['weight']:g} | {r['below']:g} | "
+              f"{100 * r['accuracy']:.2f} | {100 * r['macro_f1']:.2f} | "
+              f"{100 * r['upright_kept']:.2f} | {100 * r['exprate']:.2f} | "
+              f"{100 * r['exprate_upright']:.2f} | {r['reread_share']:.3f} |")
+    if args.write:
+        o = Orienter(orienter.model, orienter.cfg,
+                     orienter.prior if chosen["prior"] == "on" else None, orienter.tta,
+                     info=orienter.info, reread=chosen["weight"], reread_below=chosen["below"])
+        o.save(args.write, extra={"rule_chosen_on": str(args.data), "rule_model": args.model})
+        print(f"\nwrote the rule to {args.write}")
+
+
+if __name__ == "__main__":
+    main()
