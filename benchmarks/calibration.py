@@ -18,6 +18,7 @@ Recognizer reads.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 from pathlib import Path
 
@@ -33,7 +34,10 @@ EPS = 1e-6
 
 def collect(rec: Recognizer, data: Path, model: str) -> dict:
     """Per sample: right or wrong, and the probabilities of its tokens and its <eos>."""
-    cache = ROOT / "outputs" / "calibration" / f"{model}--{data.as_posix().replace('/', '_')}.json"
+    # Keyed by the weights' bytes too: a shipped name outlives the file it names.
+    digest = hashlib.sha1(resolve_model(model).read_bytes()).hexdigest()[:10]
+    cache = (ROOT / "outputs" / "calibration" /
+             f"{Path(model).stem}-{digest}--{data.as_posix().replace('/', '_')}.json")
     if cache.is_file():
         return json.loads(cache.read_text())
     samples, _ = list_samples(data)
