@@ -32,7 +32,7 @@ from texlens.orientation import Orienter
 from texlens.recognizer import Recognizer, mean_log_prob
 from texlens.train.orientation import classification
 
-WEIGHTS = (0.0, 1.0, 2.0, 4.0, 8.0, 16.0)
+WEIGHTS = (0.0, 1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0)
 BELOW = (0.6, 0.8, 0.9, 0.95, 0.99, 1.0)
 
 
