@@ -286,6 +286,29 @@ def test_formulas_with_missing_tokens_are_redrawn_or_skipped(tmp_path):
     assert written == {"y + 1", "\\frac { a } { b }"}
 
 
+def test_excluded_expressions_are_never_written(library, tmp_path):
+    first = synth_hand_dataset(tmp_path / "a", 6, 5, library)
+    drawn = [ln.split("\t")[1] for ln in (tmp_path / "a" / "caption.txt").read_text()
+             .splitlines()]
+    # Held-out expressions, written with other spacing: the rule collapses whitespace.
+    banned = ["  ".join(e.split()) for e in drawn[:3]]
+    rep = synth_hand_dataset(tmp_path / "b", 6, 5, library, exclude=banned)
+    again = [ln.split("\t")[1] for ln in (tmp_path / "b" / "caption.txt").read_text()
+             .splitlines()]
+    assert rep.written == 6 and rep.redrawn > first.redrawn
+    assert not set(again) & set(drawn[:3])
+    assert again[3:] == drawn[3:]  # the other samples keep their formulas
+    rows = [("k1", tok("y + 1")), ("k2", tok("a + b"))]
+    rep = synth_hand_dataset(tmp_path / "c", 2, 0, library, captions=rows,
+                             exclude=["a  + b"])
+    assert rep.excluded == ["k2"] and rep.written == 2
+    assert {ln.split("\t")[1] for ln in (tmp_path / "c" / "caption.txt").read_text()
+            .splitlines()} == {"y + 1"}
+    with pytest.raises(ValueError, match="not excluded"):
+        synth_hand_dataset(tmp_path / "d", 2, 0, library, captions=rows[1:],
+                           exclude=["a + b"])
+
+
 def _ink_dir(root: Path) -> Path:
     """Three invented InkML files in a source folder."""
     (root / "inv").mkdir(parents=True)
@@ -314,6 +337,13 @@ def test_cli_symbols_then_synth_hand(tmp_path):
     assert "wrote 3 images" in res.output and "1 captions skipped" in res.output
     assert (out / "skipped.txt").read_text() == "c\t= y\n"
     assert len(list((out / "images").glob("*.png"))) == 3
+    res = runner.invoke(app, ["data", "synth-hand", "--n", "3", "--out", str(tmp_path / "ex"),
+                              "--symbols", str(lib_path), "--captions", str(caps),
+                              "--exclude", str(caps), "--exclude", str(caps)])
+    assert res.exit_code == 2 and "not excluded" in res.output  # every caption is banned
+    res = runner.invoke(app, ["data", "synth-hand", "--n", "1", "--out", str(out),
+                              "--symbols", str(lib_path), "--exclude", str(tmp_path / "no.txt")])
+    assert res.exit_code == 2 and "no.txt: no such caption file" in res.output
     res = runner.invoke(app, ["data", "synth-hand", "--n", "1", "--out", str(out),
                               "--symbols", str(tmp_path / "nope.npz")])
     assert res.exit_code == 2 and "nope.npz" in res.output

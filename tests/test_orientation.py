@@ -29,13 +29,12 @@ from texlens.data.orientation import (
     SYMBOL,
     OrientationSet,
     canvas,
-    expression,
     ink_crops,
     load_orientation_set,
     rotate,
     symbol_size,
 )
-from texlens.data.splits import expression_split
+from texlens.data.splits import expression, expression_split
 from texlens.models.orientation import OrientationNet, StemOrientationNet, ink_mean_pool
 from texlens.orientation import (
     DEFAULT_ORIENTER,

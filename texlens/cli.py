@@ -830,21 +830,26 @@ def data_synth_hand(
         help="crohme: binary white on black like the CROHME offline images; "
              "default: anti-aliased dark ink on white.")] = "crohme",
     workers: Annotated[int, typer.Option(min=1, help="Rendering processes.")] = 1,
+    exclude: Annotated[list[Path] | None, typer.Option(
+        help="Caption file (key<TAB>tokens) whose expressions are never written, e.g. the "
+             "validation and test sets; repeatable.")] = None,
 ) -> None:
     """Write synthetic handwritten formulas: library symbols laid out like typeset maths."""
     from texlens.data.handwriting.dataset import synth_hand_dataset
     from texlens.data.handwriting.symbols import SymbolLibrary
+    from texlens.data.splits import caption_expressions
     from texlens.data.strokes import MODES
     from texlens.data.synth.dataset import read_caption_file
     if mode not in MODES:
         _fail(f"--mode must be one of {', '.join(MODES)}")
     try:
+        banned = caption_expressions(exclude or [])
         lib = SymbolLibrary.load(symbols)
         caps = read_caption_file(captions) if captions else None
         with _progress() as prog:
             task = prog.add_task("writing", total=n)
             rep = synth_hand_dataset(out, n, seed, lib, caps, mode, workers,
-                                     progress=lambda k: prog.advance(task, k))
+                                     progress=lambda k: prog.advance(task, k), exclude=banned)
     except (ValueError, OSError) as e:
         _fail(str(e))
     for key, missing in rep.skipped[:20]:
@@ -857,6 +862,8 @@ def data_synth_hand(
             "".join(f"{k}\t{' '.join(m)}\n" for k, m in rep.skipped), encoding="utf-8")
     extra = f"; {len(rep.skipped)} captions skipped, listed in {out / 'skipped.txt'}" \
         if rep.skipped else ""
+    if rep.excluded:
+        extra += f"; {len(rep.excluded)} captions skipped as excluded expressions"
     print(f"wrote {rep.written} images to {out} ({len(rep.failed)} failed, "
           f"{rep.redrawn} random formulas redrawn{extra})")
 

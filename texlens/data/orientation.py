@@ -17,15 +17,14 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import cv2
 import numpy as np
 
 from texlens.config import ConfigError, OrientationDataConfig
-from texlens.data.datasets import read_layout, read_pairs
+from texlens.data.datasets import read_layout
 from texlens.data.image import ImageError, load_image
-from texlens.data.splits import expression_split
+from texlens.data.splits import caption_expressions, expression, expression_split
 from texlens.data.transforms import ink_bright
 
 ANGLES = (0, 90, 180, 270)
@@ -129,11 +128,6 @@ def draw_labels(n: int, prior: Sequence[float], rng: np.random.Generator) -> np.
     return rng.choice(len(ANGLES), size=n, p=check_prior(prior))
 
 
-def expression(tokens: Sequence[str] | str) -> str:
-    """A formula with its whitespace collapsed: equal formulas compare equal."""
-    return " ".join(tokens.split() if isinstance(tokens, str) else tokens)
-
-
 @dataclass
 class OrientationSet:
     """Upright canvases and, per image, its source, expression and side of the split."""
@@ -156,15 +150,6 @@ class OrientationSet:
                               [self.names[i] for i in idx], self.shapes[idx])
 
 
-def excluded_expressions(files: Sequence[str | Path]) -> set[str]:
-    out = set()
-    for f in files:
-        if not Path(f).is_file():
-            raise ConfigError(f"orientation data.exclude: {f}: no such caption file")
-        out |= {expression(caption) for _, _, caption in read_pairs(Path(f))}
-    return out
-
-
 def load_orientation_set(cfg: OrientationDataConfig, size: int, seed: int = 0,
                          progress: Callable[[int], None] | None = None) -> OrientationSet:
     """Draw ``n_printed`` and ``n_handwritten`` usable images (a seeded shuffle of each
@@ -173,7 +158,10 @@ def load_orientation_set(cfg: OrientationDataConfig, size: int, seed: int = 0,
     check_prior(cfg.prior)
     if not (cfg.printed or cfg.handwritten):
         raise ConfigError("orientation data: no printed or handwritten dataset directories")
-    banned = excluded_expressions(cfg.exclude)
+    try:
+        banned = caption_expressions(cfg.exclude)
+    except ValueError as e:
+        raise ConfigError(f"orientation data.exclude: {e}") from None
     rng = np.random.default_rng(seed)
     canvases, source, groups, split, names, shapes, problems = [], [], [], [], [], [], []
     for src, dirs, n in ((PRINTED, cfg.printed, cfg.n_printed),

@@ -11,6 +11,8 @@ validation, by a seeded rank, to hit an exact file count.)
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Iterable, Sequence
+from pathlib import Path
 
 SPLITS = ("train", "val", "heldout")
 # Shares of the expressions: 5% validation (model choice), 10% held out (reporting only).
@@ -26,3 +28,20 @@ def expression_split(expression: str, val: float = VAL_SHARE,
     digest = hashlib.sha1(canonical.encode("utf-8")).digest()
     u = int.from_bytes(digest[:8], "big") / 2**64
     return "heldout" if u < heldout else "val" if u < heldout + val else "train"
+
+
+def expression(tokens: Sequence[str] | str) -> str:
+    """A formula with its whitespace collapsed: equal formulas compare equal."""
+    return " ".join(tokens.split() if isinstance(tokens, str) else tokens)
+
+
+def caption_expressions(files: Iterable[str | Path]) -> set[str]:
+    """The expressions of ``key<TAB>caption`` files: what generated or sampled training
+    data must leave out when those files are validation or test sets."""
+    from texlens.data.datasets import read_pairs  # torch-free callers of the rule above
+    out: set[str] = set()
+    for f in files:
+        if not Path(f).is_file():
+            raise ValueError(f"{f}: no such caption file")
+        out |= {expression(caption) for _, _, caption in read_pairs(Path(f))}
+    return out

@@ -5,13 +5,15 @@ handwriting from generators seeded by ``(s, i)`` only, so the output is the same
 byte for byte whatever the number of worker processes. A random formula that
 the symbol library cannot draw (a token without samples), or that hits the
 renderer's size bound, is replaced by the generator's next one; a given caption
-with a token the library lacks is skipped up front and reported.
+with a token the library lacks is skipped up front and reported. So is a formula whose
+expression is in ``exclude`` (validation and test captions: the generator writes short
+generic formulas that those sets contain too, and training on them is not held out).
 """
 
 from __future__ import annotations
 
 import io
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -21,12 +23,14 @@ from PIL import Image
 from texlens.data.handwriting.glyphs import missing_tokens
 from texlens.data.handwriting.layout import LayoutError, compose
 from texlens.data.handwriting.symbols import SymbolLibrary
+from texlens.data.splits import expression
 from texlens.data.strokes import MODES, RenderBoundError, render_strokes
 from texlens.data.synth.generator import FormulaGenerator
 from texlens.data.writer import LayoutWriter, ordered_map, shuffled_cycle
 
 MAX_DRAWS = 200  # random formulas tried for one sample before it counts as failed
 _LIBRARY: SymbolLibrary | None = None  # set in each worker (inherited through fork)
+_EXCLUDE: frozenset[str] = frozenset()  # expressions never written (likewise inherited)
 
 
 @dataclass
@@ -34,12 +38,13 @@ class HandReport:
     written: int = 0
     failed: list[str] = field(default_factory=list)  # "sample i: why"
     skipped: list[tuple[str, list[str]]] = field(default_factory=list)  # caption key, missing
-    redrawn: int = 0  # random formulas replaced because they could not be drawn
+    redrawn: int = 0  # random formulas replaced: undrawable or excluded
+    excluded: list[str] = field(default_factory=list)  # caption keys of excluded expressions
 
 
-def _use(library: SymbolLibrary) -> None:
-    global _LIBRARY
-    _LIBRARY = library
+def _use(library: SymbolLibrary, exclude: frozenset[str]) -> None:
+    global _LIBRARY, _EXCLUDE
+    _LIBRARY, _EXCLUDE = library, exclude
 
 
 def draw(tokens: Sequence[str], library: SymbolLibrary, rng: np.random.Generator,
@@ -67,27 +72,32 @@ def _sample(job: tuple[int, int, list[str] | None, str]
     why = ""
     for attempt in range(MAX_DRAWS):
         toks = gen.generate()
-        if missing_tokens(toks, library):
+        if missing_tokens(toks, library) or expression(toks) in _EXCLUDE:
             continue
         try:
             return index, toks, draw(toks, library, rng, mode), attempt
         except (LayoutError, RenderBoundError) as e:
             why = str(e)
-    return index, [], f"no drawable formula in {MAX_DRAWS} draws ({why or 'missing symbols'})", 0
+    why = why or "missing symbols or excluded expressions"
+    return index, [], f"no drawable formula in {MAX_DRAWS} draws ({why})", 0
 
 
 def synth_hand_dataset(out: str | Path, n: int, seed: int, library: SymbolLibrary,
                        captions: Sequence[tuple[str, list[str]]] | None = None,
                        mode: str = "crohme", workers: int = 1,
-                       progress: Callable[[int], None] | None = None) -> HandReport:
+                       progress: Callable[[int], None] | None = None,
+                       exclude: Iterable[str] = ()) -> HandReport:
     """Write ``n`` handwritten formulas to ``out/images/*.png`` and ``out/caption.txt``.
 
     With ``captions`` the formulas are those (the drawable ones, in a seeded shuffled
-    cycle, so one caption may be written by several writers); else random ones.
+    cycle, so one caption may be written by several writers); else random ones. No
+    formula whose expression (:func:`texlens.data.splits.expression`) is in ``exclude``
+    is written: a given caption is skipped, a random one redrawn.
     """
     if mode not in MODES:
         raise ValueError(f"mode must be one of {', '.join(MODES)}, not {mode!r}")
     report = HandReport()
+    banned = frozenset(expression(e) for e in exclude)
     order: list[list[str] | None] = [None] * n
     if captions is not None:
         usable = []
@@ -95,13 +105,15 @@ def synth_hand_dataset(out: str | Path, n: int, seed: int, library: SymbolLibrar
             missing = missing_tokens(toks, library)
             if missing:
                 report.skipped.append((key, missing))
+            elif expression(toks) in banned:
+                report.excluded.append(key)
             else:
                 usable.append(list(toks))
         if not usable:
-            raise ValueError("the symbol library can draw none of the given captions")
+            raise ValueError("no given caption is drawable by the symbol library and not excluded")
         order = [usable[i] for i in shuffled_cycle(n, len(usable), seed)]
     jobs = [(seed, i, order[i], mode) for i in range(n)]
-    _use(library)  # before the fork: the workers inherit it instead of unpickling 30 MB
+    _use(library, banned)  # before the fork: the workers inherit it instead of unpickling 30 MB
     with LayoutWriter(out) as writer, ordered_map(_sample, jobs, workers) as results:
         for index, tokens, result, redrawn in results:
             report.redrawn += redrawn
