@@ -26,6 +26,7 @@ from texlens.data.crohme_truth import drop_bare_groups, truth_tokens
 from texlens.data.datasets import read_layout
 from texlens.data.image import load_image
 from texlens.data.inkml import read_inkml
+from texlens.data.stroke_augment import StrokeAugment
 from texlens.data.strokes import render_strokes
 from texlens.data.synth.dataset import read_caption_file
 from texlens.data.transforms import ink_bright
@@ -200,6 +201,16 @@ def test_distorted_copies_of_training_keys_only(tmp_path):
         assert f.read_bytes() == (tmp_path / "b" / "train" / "images" / f.name).read_bytes()
     with pytest.raises(ValueError, match="copies"):
         build_crohme(src, tmp_path / "c", copies=-1)
+    # The warp reaches the copies (and only them): same originals, other copy bytes.
+    w = build_crohme(src, tmp_path / "w", val_fraction=0.3, workers=1, copies=2,
+                     augment=StrokeAugment(warp=0.1))
+    assert w.copies == a.copies
+    for k in originals:
+        same = f"{k}.png", f"{k}_aug0.png"
+        assert (tmp_path / "w/train/images" / same[0]).read_bytes() == \
+            (tmp_path / "a/train/images" / same[0]).read_bytes()
+        assert (tmp_path / "w/train/images" / same[1]).read_bytes() != \
+            (tmp_path / "a/train/images" / same[1]).read_bytes()
 
 
 def test_captions_file_is_used_and_missing_keys_reported(tmp_path):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import warnings
 
 import numpy as np
@@ -151,3 +152,24 @@ def test_augmentation_is_mild_and_identity_when_switched_off():
         assert np.abs(m - s).max() < 100  # under one symbol height (100 units here)
     img = render_quiet(moved, line_width=pick_line_width(np.random.default_rng(0)))
     assert img.min() == 0
+
+
+def test_elastic_warp_bends_locally_and_keeps_the_default_stream():
+    src = strokes()
+    still = StrokeAugment(rotate_deg=0, scale=(1, 1), aspect=(1, 1), shear_deg=0,
+                          slant_deg=0, jitter=0)
+    warped = augment_strokes(src, np.random.default_rng(1),
+                             dataclasses.replace(still, warp=0.1))
+    moves = np.concatenate([warped[k] - src[k] for k in src])
+    # Every point moves, by different amounts (not a shift), and by under the amplitude's
+    # few standard deviations of one symbol height (100 units here).
+    assert np.abs(moves).max() < 50 and np.ptp(moves, axis=0).min() > 0.5
+    # Smooth: neighbouring points of one stroke move nearly alike.
+    for k in src:
+        step = np.abs(np.diff(warped[k] - src[k], axis=0)).max()
+        assert step < 0.2 * np.abs(np.diff(src[k], axis=0)).max() + 1e-6
+    # Off by default, and the draws of the other distortions are unchanged by it.
+    a = augment_strokes(src, np.random.default_rng(2))
+    b = augment_strokes(src, np.random.default_rng(2), StrokeAugment(warp=0.0))
+    for k in src:
+        np.testing.assert_array_equal(a[k], b[k])

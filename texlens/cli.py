@@ -723,10 +723,15 @@ def data_crohme(
     copies: Annotated[int, typer.Option(
         min=0, help="Extra renderings of each training expression from randomly "
                     "distorted strokes (key_augN; validation is never copied).")] = 0,
+    warp: Annotated[float, typer.Option(
+        min=0.0, max=0.3, help="Local elastic warp of the copies' strokes, in typical "
+                               "stroke heights (0: none; 0.1 bends each symbol a little).")]
+        = 0.0,
 ) -> None:
     """Render CROHME InkML pen strokes into train/val image datasets."""
     from texlens.data.crohme import build_crohme, write_disagreements
     from texlens.data.inkml import InkmlError
+    from texlens.data.stroke_augment import StrokeAugment
     from texlens.data.strokes import MODES
     if mode not in MODES:
         _fail(f"--mode must be one of {', '.join(MODES)}")
@@ -737,7 +742,8 @@ def data_crohme(
             task = prog.add_task("rendering", total=None)
             rep = build_crohme(inkml, out, captions, val_fraction, seed, workers, mode,
                                compare, max_side, copies,
-                               progress=lambda k: prog.advance(task, k))
+                               progress=lambda k: prog.advance(task, k),
+                               augment=StrokeAugment(warp=warp))
     except (ValueError, OSError, EOFError, tarfile.TarError, InkmlError) as e:
         _fail(str(e))
     shown = 50

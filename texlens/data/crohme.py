@@ -16,10 +16,10 @@ are reported with the reason and skipped.
 
 ``copies`` adds, for every training key, that many renderings of randomly distorted
 strokes (:mod:`texlens.data.stroke_augment`: rotation, slant, stretch, smooth jitter,
-pen width) as ``key_augN``. Real expressions are few (8,835); distorting the pen
-points gives new, still natural handwriting where image augmentation would only
-warp pixels. Validation keys are never copied. Each copy's randomness is seeded by
-(seed, key, N): the same bytes whatever the number of workers.
+pen width; optionally a local elastic warp) as ``key_augN``. Real expressions are few
+(8,835); distorting the pen points gives new, still natural handwriting where image
+augmentation would only warp pixels. Validation keys are never copied. Each copy's
+randomness is seeded by (seed, key, N): the same bytes whatever the number of workers.
 """
 
 from __future__ import annotations
@@ -39,7 +39,7 @@ import numpy as np
 
 from texlens.data.crohme_truth import truth_tokens
 from texlens.data.inkml import InkmlError, read_inkml
-from texlens.data.stroke_augment import augment_strokes, pick_line_width
+from texlens.data.stroke_augment import StrokeAugment, augment_strokes, pick_line_width
 from texlens.data.strokes import MODES, RenderBoundError, render_strokes
 from texlens.data.synth.dataset import read_caption_file
 from texlens.tokens import TokenizeError
@@ -125,6 +125,7 @@ class _Job:
     want_truth: bool
     copies: int = 0  # distorted extra renderings, written as <dest stem>_augN.png
     seed: int = 0
+    augment: StrokeAugment = field(default_factory=StrokeAugment)  # how copies are distorted
 
 
 @dataclass
@@ -166,7 +167,7 @@ def _work(job: _Job) -> _Result:
     for n in range(job.copies):
         rng = np.random.default_rng([job.seed, _stable_int(key_of(job.name)), n])
         try:
-            img = render_strokes(augment_strokes(ink.traces, rng), mode=job.mode,
+            img = render_strokes(augment_strokes(ink.traces, rng, job.augment), mode=job.mode,
                                  line_width=pick_line_width(rng), max_side=job.max_side,
                                  strict=True)
         except RenderBoundError as e:
@@ -206,13 +207,15 @@ def build_crohme(inkml: str | Path, out: str | Path, captions: str | Path | None
                  val_fraction: float = 0.1, seed: int = 0, workers: int = 2,
                  mode: str = "crohme", compare: str | Path | None = None,
                  max_side: int = 2000, copies: int = 0,
-                 progress: Callable[[int], None] | None = None) -> CrohmeReport:
+                 progress: Callable[[int], None] | None = None,
+                 augment: StrokeAugment | None = None) -> CrohmeReport:
     """Render every InkML file under ``inkml`` into ``out/train`` and ``out/val``.
 
     ``captions``: key<TAB>tokens file to take the captions from (else the truth
     LaTeX is tokenised). ``compare``: with no ``captions``, a caption file to
     measure the truth tokenisation against (exact token-sequence match).
-    ``copies``: distorted extra renderings of every training key (module docstring).
+    ``copies``: distorted extra renderings of every training key (module docstring),
+    distorted as ``augment`` says (default: :class:`StrokeAugment`'s defaults).
     """
     if copies < 0:
         raise ValueError(f"copies must be >= 0, not {copies}")
@@ -251,7 +254,8 @@ def build_crohme(inkml: str | Path, out: str | Path, captions: str | Path | None
             has_caption = given is None or key in given
             dest = str(out / split[key] / "images" / f"{key}.png") if has_caption else None
             yield _Job(name, data, dest, mode, max_side, want_truth=given is None,
-                       copies=copies if split[key] == "train" else 0, seed=seed)
+                       copies=copies if split[key] == "train" else 0, seed=seed,
+                       augment=augment or StrokeAugment())
 
     lines: dict[str, list[str]] = {s: [] for s in SPLITS}
     with get_context("fork").Pool(workers) if workers > 1 else nullcontext() as pool:
