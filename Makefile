@@ -105,12 +105,14 @@ handwritten-data: setup
 	$(BIN)/texlens data synth-hand --n 40000 --seed 2 --workers 2 --exclude data/crohme/val/caption.txt --exclude $(CROHME)/2014/caption.txt --out data/hand/synth-random
 
 # The handwriting recipe: stage 1 from printed-small on synthetic handwriting, stage 2 on
-# real ink, stage 3 longer with the random formulas back in. Each stage resumes: texlens train CONFIG --resume runs/NAME/checkpoints/last.ckpt
+# real ink, stages 3 and 4 longer with the random formulas back in. Each stage resumes:
+# texlens train CONFIG --resume runs/NAME/checkpoints/last.ckpt
 train-handwritten: handwritten-data
 	$(BIN)/texlens train configs/handwritten-pretrain.yaml
 	$(BIN)/texlens train configs/handwritten-small.yaml
 	$(BIN)/texlens train configs/handwritten-continue.yaml
-	$(BIN)/texlens export runs/handwritten-continue/model.pt --out texlens/weights/handwritten-small.pt --half
+	$(BIN)/texlens train configs/handwritten-stage4.yaml
+	$(BIN)/texlens export runs/handwritten-stage4/model.pt --out texlens/weights/handwritten-small.pt --half
 
 # The orientation classifier orientation-small (configs/orientation-small.yaml): printed
 # renderings of base-data, the rendered CROHME training ink and synthetic handwriting of the
