@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 
 from texlens.cli import app
 from texlens.config import config_to_dict, load_config
-from texlens.train.ablate import AblationError, load_spec, plan, unit_state
+from texlens.train.ablate import AblationError, load_spec, plan, select_arms, unit_state
 from texlens.train.ablate_report import beyond_spread, mean_curve
 
 runner = CliRunner()
@@ -94,6 +94,21 @@ def test_changed_overrides_make_a_unit_stale(tmp_path, base_cfg):
     assert unit_state(spec, unit) == "stale"
     result = runner.invoke(app, ["ablate", str(path), "--jobs", "1", "--cores", "1"])
     assert result.exit_code == 2 and "other overrides" in result.output
+
+
+def test_arm_selection_runs_only_those_arms(tmp_path, base_cfg):
+    path = write_spec(tmp_path / "s.yaml", base=str(base_cfg), out=str(tmp_path / "out"),
+                      arms={"base": [], "lr": ["train.lr=0.001"],
+                            "beam2": {"reuse": "base", "beam": 2}})
+    spec = load_spec(path)
+    assert [u.arm for u in select_arms(spec, ["beam2", "lr"])] == ["lr", "beam2"]
+    assert select_arms(spec, None) == plan(spec)
+    with pytest.raises(AblationError, match="no arm 'nope'; its arms: base, lr, beam2"):
+        select_arms(spec, ["nope"])
+    result = runner.invoke(app, ["ablate", str(path), "--arm", "lr", "--dry-run"])
+    assert result.exit_code == 0 and "lr" in result.output and "beam2" not in result.output
+    result = runner.invoke(app, ["ablate", str(path), "--arm", "nope"])
+    assert result.exit_code == 2 and "no arm 'nope'" in result.output
 
 
 SPECS = sorted((Path(__file__).parents[1] / "configs" / "ablations").glob("*.yaml"))

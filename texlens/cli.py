@@ -331,6 +331,8 @@ def ablate(
         min=1, help="Cores to use, split evenly between the jobs; default all.")] = None,
     dry_run: Annotated[bool, typer.Option(
         "--dry-run", help="List the runs and what each still needs; run nothing.")] = False,
+    arm: Annotated[list[str] | None, typer.Option(
+        help="Only this arm (repeatable); the table still shows every arm.")] = None,
 ) -> None:
     """Train every arm of a spec over its seeds, score them alike, compare with the base.
 
@@ -340,10 +342,17 @@ def ablate(
     import shlex
     import time
 
-    from texlens.train.ablate import load_spec, plan, run_ablation, train_command, unit_state
+    from texlens.train.ablate import (
+        load_spec,
+        run_ablation,
+        select_arms,
+        train_command,
+        unit_state,
+    )
     from texlens.train.ablate_report import write_report
     try:
         s = load_spec(spec)
+        units = select_arms(s, arm)
     except _known_errors() as e:
         _fail(str(e))
     if not cores:  # the cores this process may run on (a container's share), where known
@@ -352,7 +361,6 @@ def ablate(
     jobs = jobs or cores
     if jobs > cores:
         _fail(f"--jobs {jobs} on {cores} cores: give each job at least a core")
-    units = plan(s)
     states = {u: unit_state(s, u) for u in units}
     if dry_run:
         table = Table(title=f"{spec}: {len(units)} runs into {s.out}")
@@ -372,7 +380,7 @@ def ablate(
     try:
         outcome = run_ablation(s, jobs, cores, log=lambda m: err.print(
             f"{time.strftime('%H:%M')} {escape(m)}", highlight=False, soft_wrap=True),
-            report=write_report)
+            report=write_report, arms=arm)
     except _known_errors() as e:
         _fail(str(e))
     print(f"wrote {s.out / 'table.md'} and {s.out / 'curves.png'}")

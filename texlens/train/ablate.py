@@ -39,7 +39,7 @@ import shlex
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -443,15 +443,29 @@ class Outcome:
     failed: list[tuple[Unit, str]] = field(default_factory=list)
 
 
+def select_arms(spec: AblationSpec, arms: Collection[str] | None) -> list[Unit]:
+    """The units of ``arms`` (all when None), in plan order; an unknown name is an error."""
+    units = plan(spec)
+    if arms is None:
+        return units
+    unknown = sorted(set(arms) - set(spec.arms))
+    if unknown:
+        raise AblationError(f"{spec.path}: no arm {', '.join(map(repr, unknown))}; its arms: "
+                            f"{', '.join(spec.arms)}")
+    return [u for u in units if u.arm in arms]
+
+
 def run_ablation(spec: AblationSpec, jobs: int, cores: int,
                  log: Callable[[str], None] = print,
-                 report: Callable[[AblationSpec], Any] | None = None) -> Outcome:
+                 report: Callable[[AblationSpec], Any] | None = None,
+                 arms: Collection[str] | None = None) -> Outcome:
     """Train and score every unit not done yet, ``jobs`` at a time with ``cores // jobs``
-    threads each; ``report(spec)`` (the table and curves) is called after each unit."""
+    threads each; ``report(spec)`` (the table and curves) is called after each unit.
+    ``arms``: only these (two processes may then share a spec if their arms differ)."""
     import torch
     if jobs < 1 or cores < 1 or jobs > cores:
         raise AblationError(f"--jobs {jobs} on {cores} cores: give each job at least a core")
-    units = plan(spec)
+    units = select_arms(spec, arms)
     states = {u: unit_state(spec, u) for u in units}
     stale = [u for u in units if states[u] == "stale"]
     if stale:
