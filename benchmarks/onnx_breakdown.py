@@ -52,7 +52,6 @@ def main() -> None:
     one = min(files, key=lambda f: abs(lengths.get(f.stem, 0) - 30))
     rec = Recognizer.load(args.model, backend="onnx")
     images = rec.prepare(one)[None].astype(np.float32)  # (1, 1, H, W)
-    mask = np.ones((1, *images.shape[2:]), bool)
     export = export_cached(resolve_model(args.model))
     for threads in args.threads:
         opts = ort.SessionOptions()
@@ -64,18 +63,21 @@ def main() -> None:
                                         ["CPUExecutionProvider"])
             nodes = Counter(n.op_type for n in onnx.load(opts.optimized_model_filepath).graph.node)
         opts.optimized_model_filepath = ""
-        enc = ort.InferenceSession(str(export / "encoder.onnx"), opts, ["CPUExecutionProvider"])
-        feed_enc = {"images": images, "mask": mask}
-        mem_mask, *cross = enc.run(None, feed_enc)
-        feed = {"token": np.array([[5]]), "position": np.array([15]), "mem_mask": mem_mask,
+        enc = ort.InferenceSession(str(export / "encoder_unpadded.onnx"), opts,
+                                   ["CPUExecutionProvider"])
+        feed_enc = {"images": images}
+        mem_bias, *cross = enc.run(None, feed_enc)
+        feed = {"token": np.array([[5]]), "position": np.array([15]), "mem_bias": mem_bias,
                 **dict(zip(rec.onnx.cross_names, cross, strict=True))}
-        for name in rec.onnx.past_names:
-            feed[name] = np.zeros((1, rec.onnx.heads, 15, rec.onnx.dk), np.float32)
+        heads, dk = rec.onnx.heads, rec.onnx.dk
+        for i, name in enumerate(rec.onnx.past_names):
+            feed[name] = np.zeros((1, heads, dk, 15) if i % 2 == 0 else (1, heads, 15, dk),
+                                  np.float32)
         e_ms = p25_ms(lambda e=enc, f=feed_enc: e.run(None, f), max(20, args.runs // 10))
         s_ms = p25_ms(lambda s=step, f=feed: s.run(None, f), args.runs)
         ops = ", ".join(f"{k} {v}" for k, v in nodes.most_common(6))
         print(f"{args.model}, {threads} thread(s), input {images.shape[2]}x{images.shape[3]} "
-              f"({mem_mask.shape[1]} cells): encoder {e_ms:.2f} ms, decoder step {s_ms:.3f} "
+              f"({mem_bias.shape[-1]} cells): encoder {e_ms:.2f} ms, decoder step {s_ms:.3f} "
               f"ms, encoder + 31 steps {e_ms + 31 * s_ms:.1f} ms; step graph "
               f"{sum(nodes.values())} nodes ({ops})")
 

@@ -108,3 +108,30 @@ def test_export_needs_a_target_and_a_model(tmp_path):
     res = CliRunner().invoke(app, ["export", "no-such-model", "--onnx", str(tmp_path)])
     assert res.exit_code == 2 and "no-such-model" in res.output
     assert not np.any([f.suffix == ".onnx" for f in tmp_path.iterdir()])
+
+
+def test_an_export_of_another_format_is_refused_with_the_fix(exported, tmp_path):
+    import shutil
+
+    old = tmp_path / "old"
+    shutil.copytree(exported["printed-small"], old)
+    meta = json.loads((old / META).read_text())
+    del meta["format"]  # as written before the interface changed
+    (old / META).write_text(json.dumps(meta))
+    with pytest.raises(ValueError, match="format 1.*export it again"):
+        Recognizer.load(old, backend="onnx")
+
+
+def test_the_unpadded_encoder_gives_the_padded_one_s_answer(exported):
+    # One image runs encoder_unpadded.onnx; the same image beside a wider one runs the
+    # masked encoder.onnx. Its answer must not depend on which graph read it.
+    rec = Recognizer.load(exported["handwritten-small"], backend="onnx")
+    files = sorted((EXAMPLES / "handwritten" / "images").glob("*.png"))
+    arrays = [rec.prepare(f) for f in files]
+    narrow = min(range(len(arrays)), key=lambda i: arrays[i].shape[-1])
+    wide = max(range(len(arrays)), key=lambda i: arrays[i].shape[-1])
+    assert arrays[narrow].shape != arrays[wide].shape
+    alone = rec.predict_arrays([arrays[narrow]], 1)[0]
+    padded = rec.predict_arrays([arrays[narrow], arrays[wide]], 2)[0]
+    assert alone.tokens == padded.tokens
+    assert alone.token_probs == pytest.approx(padded.token_probs, abs=1e-4)
