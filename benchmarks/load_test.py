@@ -1,6 +1,7 @@
 """Load test of `texlens serve`: many concurrent clients, then latency, throughput, memory.
 
     python benchmarks/load_test.py [--requests 1000] [--clients 8] [--threads 2]
+        [--backend torch|onnx|onnx-int8]
 
 Starts the server on a free loopback port in a subprocess, sends the requests
 (printed example images to /v1/predict; every ``--ink-every``-th one strokes to
@@ -47,7 +48,7 @@ def rss_mb(pid: int) -> float:
 def start_server(port: int, args: argparse.Namespace) -> subprocess.Popen:
     cmd = [sys.executable, "-m", "texlens.cli", "serve", "--port", str(port),
            "--threads", str(args.threads), "--max-batch", str(args.max_batch),
-           "--batch-wait-ms", str(args.batch_wait_ms)]
+           "--batch-wait-ms", str(args.batch_wait_ms), "--backend", args.backend]
     proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
@@ -70,6 +71,7 @@ def main() -> None:
     ap.add_argument("--max-batch", type=int, default=16)
     ap.add_argument("--batch-wait-ms", type=float, default=10.0)
     ap.add_argument("--ink-every", type=int, default=10, help="0: images only")
+    ap.add_argument("--backend", default="torch", help="torch | onnx | onnx-int8")
     args = ap.parse_args()
 
     images = [(p.name, p.read_bytes())
@@ -109,7 +111,8 @@ def main() -> None:
     print(f"requests: {args.requests} from {args.clients} clients "
           f"({args.ink_every and args.requests // args.ink_every} of them ink), "
           f"server --threads {args.threads} --max-batch {args.max_batch} "
-          f"--batch-wait-ms {args.batch_wait_ms:g}, {os.cpu_count()} CPUs")
+          f"--batch-wait-ms {args.batch_wait_ms:g} --backend {args.backend}, "
+          f"{os.cpu_count()} CPUs")
     print(f"status: {dict(sorted(status.items()))}")
     print(f"5xx: {server_errors} ({'OK' if server_errors == 0 else 'FAIL'})")
     print(f"latency ms: p50 {statistics.median(lat):.0f}, "

@@ -279,3 +279,28 @@ def test_batcher_error_reaches_the_callers_and_it_goes_on():
     with pytest.raises(RuntimeError, match="not running"):
         b.submit("k", 1)
 
+
+
+def test_onnx_backend_serves_the_same_answers(tmp_path, monkeypatch):
+    pytest.importorskip("onnxruntime", reason="onnxruntime is not installed")
+    monkeypatch.setenv("TEXLENS_CACHE", str(tmp_path))  # the export goes here, once
+    want = [p.latex for p in Recognizer.load("printed-small").predict(EXAMPLES[:3])]
+    with TestClient(create_app(["printed-small"], limits=LIMITS, backend="onnx")) as c:
+        assert c.get("/v1/models").json()["models"][0]["backend"] == "onnx"
+        r = c.post("/v1/predict", files=[("file", (p.name, p.read_bytes(), "image/png"))
+                                         for p in EXAMPLES[:3]])
+        assert r.status_code == 200
+        assert [g["latex"] for g in r.json()["results"]] == want
+        # beam search falls back to the PyTorch weights loaded beside the graphs
+        r = c.post("/v1/predict?beam=2", files=[("file", (EXAMPLES[0].name,
+                                                          EXAMPLES[0].read_bytes(),
+                                                          "image/png"))])
+        assert r.status_code == 200 and r.json()["results"][0]["nbest"]
+
+
+def test_serve_refuses_an_unknown_backend():
+    from typer.testing import CliRunner
+
+    from texlens.cli import app
+    res = CliRunner().invoke(app, ["serve", "--backend", "tensorrt", "--port", "0"])
+    assert res.exit_code == 2 and "backend must be one of" in res.output

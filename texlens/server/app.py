@@ -234,11 +234,12 @@ class Server:
     """The loaded models, the batcher and the request handlers of one app."""
 
     def __init__(self, models: Sequence[str], max_batch: int, batch_wait_ms: float,
-                 limits: Limits):
+                 limits: Limits, backend: str = "torch"):
         if not models:
             raise ValueError("no models to serve")
         # Loaded once, at start-up: a bad name fails here, not on the first request.
-        self.models = {str(m): Recognizer.load(m) for m in models}
+        self.models = {str(m): Recognizer.load(m, backend=backend) for m in models}
+        self.backend = backend
         for rec in self.models.values():
             for m in rec.models:
                 m.eval()
@@ -295,10 +296,12 @@ class Server:
 
 
 def create_app(models: Sequence[str] = DEFAULT_MODELS, max_batch: int = 16,
-               batch_wait_ms: float = 10.0, limits: Limits | None = None) -> FastAPI:
-    """The FastAPI app; the models load now, the batcher starts with the app."""
+               batch_wait_ms: float = 10.0, limits: Limits | None = None,
+               backend: str = "torch") -> FastAPI:
+    """The FastAPI app; the models load now, the batcher starts with the app. ``backend``
+    torch, onnx or onnx-int8 runs greedy decoding (beam search stays on PyTorch)."""
     limits = limits or Limits()
-    srv = Server(models, max_batch, batch_wait_ms, limits)
+    srv = Server(models, max_batch, batch_wait_ms, limits, backend)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI):
@@ -342,7 +345,8 @@ def create_app(models: Sequence[str] = DEFAULT_MODELS, max_batch: int = 16,
         return {"models": [{"name": n, "default_for": [k for k, d in
                                                       (("image", srv.image_model),
                                                        ("ink", srv.ink_model)) if d == n],
-                            "vocab_size": len(r.vocab)} for n, r in srv.models.items()],
+                            "vocab_size": len(r.vocab), "backend": srv.backend}
+                           for n, r in srv.models.items()],
                 "formats": list(FORMATS), "limits": asdict(limits)}
 
     @app.post("/v1/predict", openapi_extra={"requestBody": _IMAGE_BODY})
