@@ -97,6 +97,7 @@ continue-printed: printed-data
 CROHME := ../shared/data/crohme
 handwritten-data: setup
 	$(BIN)/texlens data crohme --inkml $(CROHME)/train_inkml.tar.gz --captions $(CROHME)/train_caption.txt --copies 3 --out data/crohme
+	$(BIN)/texlens data crohme --inkml $(CROHME)/train_inkml.tar.gz --captions $(CROHME)/train_caption.txt --copies 6 --warp 0.12 --out data/crohme-warp
 	$(BIN)/texlens data extract-crohme-test --images $(CROHME)/2014/test_images.tar.gz --captions $(CROHME)/2014/caption.txt --out data/crohme/test2014
 	$(BIN)/texlens data crohme --inkml $(CROHME)/2014/test_inkml.tar.gz --captions $(CROHME)/2014/caption.txt --val-fraction 0 --out data/crohme/test2014-ink
 	$(BIN)/texlens data symbols --inkml $(CROHME)/train_inkml.tar.gz --out data/hand/symbols.npz
@@ -105,14 +106,16 @@ handwritten-data: setup
 	$(BIN)/texlens data synth-hand --n 40000 --seed 2 --workers 2 --exclude data/crohme/val/caption.txt --exclude $(CROHME)/2014/caption.txt --out data/hand/synth-random
 
 # The handwriting recipe: stage 1 from printed-small on synthetic handwriting, stage 2 on
-# real ink, stages 3 and 4 longer with the random formulas back in. Each stage resumes:
+# real ink, stages 3 and 4 longer with the random formulas back in, stage 5 with the ink
+# bent by elastic warps. Each stage resumes:
 # texlens train CONFIG --resume runs/NAME/checkpoints/last.ckpt
 train-handwritten: handwritten-data
 	$(BIN)/texlens train configs/handwritten-pretrain.yaml
 	$(BIN)/texlens train configs/handwritten-small.yaml
 	$(BIN)/texlens train configs/handwritten-continue.yaml
 	$(BIN)/texlens train configs/handwritten-stage4.yaml
-	$(BIN)/texlens export runs/handwritten-stage4/model.pt --out texlens/weights/handwritten-small.pt --half
+	$(BIN)/texlens train configs/handwritten-stage5.yaml
+	$(BIN)/texlens export runs/handwritten-stage5/model.pt --out texlens/weights/handwritten-small.pt --half
 
 # The orientation classifier orientation-small (configs/orientation-small.yaml): printed
 # renderings of base-data, the rendered CROHME training ink and synthetic handwriting of the
