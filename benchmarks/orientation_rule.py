@@ -115,7 +115,11 @@ def main() -> None:
     print("| prior | re-read weight | below | accuracy % | macro F1 % | upright kept % | "
           "ExpRate % | ExpRate upright % | re-read share |")
     print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
-    for r in sorted(rows, key=lambda r: -r["macro_f1"])[:12] + list(alone.values()):
+    shown = sorted(rows, key=lambda r: -r["macro_f1"])[:12]
+    for r in [chosen, *alone.values()]:  # the chosen rule is shown even outside the top 12
+        if not any(r is s for s in shown):
+            shown.append(r)
+    for r in shown:
         mark = " **(chosen)**" if r is chosen else ""
         print(f"| {r['prior']}{mark} | {r['weight']:g} | {r['below']:g} | "
               f"{100 * r['accuracy']:.2f} | {100 * r['macro_f1']:.2f} | "

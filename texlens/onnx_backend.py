@@ -11,10 +11,10 @@ Three graphs, written by :func:`export`:
   image, or images of one size), traced on encode's unmasked path: no masking operators.
 * ``decoder_step.onnx``: one token per row (B, 1), its position (1,), the mask bias, the
   cross keys/values and the self-attention cache of earlier steps (keys (B, heads, dk, T),
-  values (B, heads, T, dk)) -> logits (B, V) and the cache grown to T + 1. The cache is an
-  explicit input and output, so the runtime loop below owns it, as ``DecoderCache`` does
-  in PyTorch. The step is :class:`_Step`, TransformerDecoder.step rewritten for few
-  operators (batch-1 latency is operator dispatch).
+  values (B, heads, T, dk)) -> the greedy token (B, 1), its probability (B,) and the cache
+  grown to T + 1. The cache is an explicit input and output, so the runtime loop below
+  owns it, as ``DecoderCache`` does in PyTorch. The step is :class:`_Step`,
+  TransformerDecoder.step rewritten for few operators.
 
 Batch, height, width, memory length and cache length are dynamic axes. Only the SATRN
 architecture with the transformer decoder is exported (both shipped models); beam search
@@ -79,10 +79,11 @@ class _Encoder(nn.Module):
 class _Step(nn.Module):
     """One greedy step of TransformerDecoder, rewritten for a small graph.
 
-    A batch-1 step is a few hundred thousand multiply-adds spread over some hundred
-    operators, so onnxruntime's per-operator dispatch, not arithmetic, sets its time (0.4 ms
-    a step, 141 operators, as traced from TransformerDecoder.step). The same function with
-    fewer operators: the self-attention's q, k, v as one matrix product; 1/sqrt(dk) folded
+    A batch-1 step is under a million multiply-adds spread over many small operators, so
+    their count weighs on its time: traced from TransformerDecoder.step it was 141
+    operators after onnxruntime's optimisation, most of them shape arithmetic, and 0.4 ms
+    (62 operators and 0.15-0.25 ms now, benchmarks/onnx_breakdown.py). The same function
+    with fewer operators: the self-attention's q, k, v as one matrix product; 1/sqrt(dk) folded
     into the query weights; the token embedding's sqrt(d) (and a bidirectional model's
     left-to-right vector) folded into the tables; keys kept transposed, (B, heads, dk, T), so
     no step transposes; and, with one new token per row, every head split and merge a
@@ -93,7 +94,7 @@ class _Step(nn.Module):
         super().__init__()
         dec = model.decoder
         attn = dec.layers[0].self_attn
-        self.h, self.dk, self.d = attn.h, attn.dk, dec.embed.weight.shape[1]
+        self.h, self.dk = attn.h, attn.dk
         scale = self.dk ** -0.5
         with torch.no_grad():
             self.embed = nn.Parameter(dec.embed.weight * dec.scale)
