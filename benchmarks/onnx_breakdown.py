@@ -1,10 +1,11 @@
-"""Where batch-1 ONNX latency goes: the encoder run, one decoder step, and the step graph's
-node count after onnxruntime's optimisations.
+"""Where batch-1 ONNX latency goes: the encoder run, one decoder step, the whole greedy
+loop (greedy.onnx, one thread), and the step graph's node count after onnxruntime's
+optimisations.
 
     python benchmarks/onnx_breakdown.py [--model printed-small] [--threads 1 2] [--runs 300]
 
 The image is the model's example closest to 30 tokens (as in bench_backends.py); a
-30-token formula costs one encoder run plus 31 steps. Times are the 25th percentile of
+30-token formula costs one encoder run plus a loop of 31 steps. Times are the 25th percentile of
 --runs calls (the minimum hides nothing on a quiet machine; a percentile is steadier on a
 loaded one). Exports go to outputs/onnx-cache (TEXLENS_CACHE).
 """
@@ -25,7 +26,7 @@ os.environ.setdefault("TEXLENS_CACHE", str(ROOT / "outputs" / "onnx-cache"))
 
 from bench_backends import examples  # noqa: E402
 
-from texlens.onnx_backend import export_cached  # noqa: E402
+from texlens.onnx_backend import STEP, OnnxModel, export_cached  # noqa: E402
 from texlens.recognizer import Recognizer, resolve_model  # noqa: E402
 
 
@@ -52,35 +53,31 @@ def main() -> None:
     one = min(files, key=lambda f: abs(lengths.get(f.stem, 0) - 30))
     rec = Recognizer.load(args.model, backend="onnx")
     images = rec.prepare(one)[None].astype(np.float32)  # (1, 1, H, W)
+    mask = np.ones((1, *images.shape[2:]), bool)
     export = export_cached(resolve_model(args.model))
     for threads in args.threads:
+        model = OnnxModel(export, threads=threads)
         opts = ort.SessionOptions()
-        opts.intra_op_num_threads, opts.inter_op_num_threads = threads, 1
+        opts.intra_op_num_threads, opts.inter_op_num_threads = 1, 1
         opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         with tempfile.TemporaryDirectory() as tmp:
             opts.optimized_model_filepath = str(Path(tmp) / "step.onnx")
-            step = ort.InferenceSession(str(export / "decoder_step.onnx"), opts,
-                                        ["CPUExecutionProvider"])
+            step = ort.InferenceSession(str(export / STEP), opts, ["CPUExecutionProvider"])
             nodes = Counter(n.op_type for n in onnx.load(opts.optimized_model_filepath).graph.node)
-        opts.optimized_model_filepath = ""
-        enc = ort.InferenceSession(str(export / "encoder_unpadded.onnx"), opts,
-                                   ["CPUExecutionProvider"])
-        feed_enc = {"images": images}
-        mem_bias, *cross = enc.run(None, feed_enc)
-        feed = {"token": np.array([[5]]), "position": np.array([15]), "mem_bias": mem_bias,
-                **dict(zip(rec.onnx.cross_names, cross, strict=True))}
-        heads, dk = rec.onnx.heads, rec.onnx.dk
-        for i, name in enumerate(rec.onnx.past_names):
-            feed[name] = np.zeros((1, heads, dk, 15) if i % 2 == 0 else (1, heads, 15, dk),
-                                  np.float32)
-        e_ms = p25_ms(lambda e=enc, f=feed_enc: e.run(None, f), max(20, args.runs // 10))
+        encoded = model.encode(images, mask)
+        feed = {"token": np.array([[5]]), "position": np.array([15]), "mem_bias": encoded[0],
+                **dict(zip(model.cross_names, encoded[1:], strict=True))}
+        for name in model.past_names:
+            feed[name] = np.zeros((1, model.heads, 15, model.dk), np.float32)
+        n_tokens = model.decode(encoded, 200)[0].shape[1]
+        e_ms = p25_ms(lambda m=model: m.encode(images, mask), max(20, args.runs // 10))
         s_ms = p25_ms(lambda s=step, f=feed: s.run(None, f), args.runs)
+        d_ms = p25_ms(lambda m=model, e=encoded: m.decode(e, 200), max(20, args.runs // 10))
         ops = ", ".join(f"{k} {v}" for k, v in nodes.most_common(6))
         print(f"{args.model}, {threads} thread(s), input {images.shape[2]}x{images.shape[3]} "
-              f"({mem_bias.shape[-1]} cells): encoder {e_ms:.2f} ms, decoder step {s_ms:.3f} "
-              f"ms, encoder + 31 steps {e_ms + 31 * s_ms:.1f} ms; step graph "
+              f"({encoded[0].shape[-1]} cells): encoder {e_ms:.2f} ms, one decoder step "
+              f"{s_ms:.3f} ms, greedy loop ({n_tokens} steps) {d_ms:.2f} ms; step graph "
               f"{sum(nodes.values())} nodes ({ops})")
-
 
 if __name__ == "__main__":
     main()

@@ -11,11 +11,21 @@ import pytest
 pytest.importorskip("onnxruntime", reason="onnxruntime is not installed")
 pytest.importorskip("onnx", reason="onnx is not installed")
 
+import torch  # noqa: E402
+from conftest import make_tiny_config, randomize_norms, tiny_model_config  # noqa: E402
 from typer.testing import CliRunner  # noqa: E402
 
 from texlens.cli import app  # noqa: E402
 from texlens.evaluate import evaluate  # noqa: E402
-from texlens.onnx_backend import ENCODER, META, STEP, cache_dir  # noqa: E402
+from texlens.onnx_backend import (  # noqa: E402
+    ENCODER,
+    GREEDY,
+    META,
+    STEP,
+    OnnxModel,
+    cache_dir,
+    export,
+)
 from texlens.recognizer import Recognizer, resolve_model  # noqa: E402
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
@@ -37,7 +47,7 @@ def exported(tmp_path_factory) -> dict[str, Path]:
 def test_export_writes_both_graphs_and_the_vocabulary(exported):
     d = exported["printed-small"]
     names = {f.name for f in d.iterdir()}
-    assert {ENCODER, STEP, META, "encoder.int8.onnx", "decoder_step.int8.onnx"} <= names
+    assert {ENCODER, STEP, GREEDY, META, "encoder.int8.onnx", "greedy.int8.onnx"} <= names
     meta = json.loads((d / META).read_text())
     assert meta["tokens"] == Recognizer.load("printed-small").vocab.itos
     # int8 weights are about a quarter of float ones
@@ -135,3 +145,35 @@ def test_the_unpadded_encoder_gives_the_padded_one_s_answer(exported):
     padded = rec.predict_arrays([arrays[narrow], arrays[wide]], 2)[0]
     assert alone.tokens == padded.tokens
     assert alone.token_probs == pytest.approx(padded.token_probs, abs=1e-4)
+
+
+@pytest.mark.parametrize("variant", [
+    {},  # the lean unpadded encoder
+    {"ffn": "conv", "channel_attention": True},  # lean, calling the layers' own blocks
+    {"pe": "adaptive2d"},  # the traced encoder (the lean one supports sine2d only)
+    {"pe_mode": "untied"},
+])
+def test_exported_variants_decode_as_pytorch_alone_and_padded(variant, tmp_path):
+    from texlens.decoding import greedy_decode
+    from texlens.models.satrn import build_model
+    from texlens.tokens import Vocab
+
+    torch.manual_seed(0)
+    cfg = make_tiny_config(tmp_path / "run")
+    cfg.model = tiny_model_config(**variant)
+    vocab = Vocab([f"t{i}" for i in range(26)])
+    model = build_model(cfg.model, len(vocab)).eval()
+    randomize_norms(model)
+    export(model, cfg, vocab, tmp_path / "onnx")
+    onnx = OnnxModel(tmp_path / "onnx", threads=1)
+    g = torch.Generator().manual_seed(1)
+    images = torch.rand(3, 1, 32, 96, generator=g)
+    mask = torch.ones(3, 32, 96, dtype=torch.bool)
+    mask[1, :, 40:] = False  # a narrower image beside the others: the masked graph
+    images[1, :, :, 40:] = 0
+    for batch, m in ((images[:1], mask[:1]), (images, mask)):
+        with torch.no_grad():
+            want, _, want_p = greedy_decode(model, batch, m, 20, return_probs=True)
+        got, got_p = onnx.greedy(batch.numpy(), m.numpy(), 20)
+        assert np.array_equal(got, want.numpy())
+        assert np.allclose(got_p, want_p.numpy(), atol=1e-4)

@@ -475,8 +475,8 @@ def export(
     out: Annotated[Path | None, typer.Option(help="Inference checkpoint to write.")] = None,
     half: Annotated[bool, typer.Option(help="Store float16 weights (half the size).")] = False,
     onnx: Annotated[Path | None, typer.Option(
-        help="Directory for encoder.onnx, encoder_unpadded.onnx, decoder_step.onnx "
-             "and texlens.json.")] = None,
+        help="Directory for encoder.onnx, encoder_unpadded.onnx, decoder_step.onnx, "
+             "greedy.onnx and texlens.json.")] = None,
     int8: Annotated[bool, typer.Option(
         help="With --onnx: also int8 dynamically quantised graphs (*.int8.onnx).")] = False,
 ) -> None:

@@ -1,22 +1,28 @@
 """ONNX export and an onnxruntime backend for greedy decoding.
 
-Three graphs, written by :func:`export`:
+Four graphs, written by :func:`export`:
 
 * ``encoder.onnx``: images (B, 1, H, W) float and their pixel mask (B, H, W) bool ->
   the memory's key mask as an additive bias (B, 1, 1, N) (0, or -inf on padding) and, for
-  every decoder layer, the cross-attention keys, transposed (B, heads, dk, N), and values
-  (B, heads, N, dk). The decoder's ``start`` (projecting the memory once) is folded in,
-  so the step graph never sees the memory itself.
+  every decoder layer, the cross-attention keys and values (B, heads, N, dk). The
+  decoder's ``start`` (projecting the memory once) is folded in, so the step graph never
+  sees the memory itself.
 * ``encoder_unpadded.onnx``: images only -> the same, for a batch without padding (one
-  image, or images of one size), traced on encode's unmasked path: no masking operators.
+  image, or images of one size): :class:`_LeanEncoder`, the encoder rewritten for few
+  operators, as the step is.
 * ``decoder_step.onnx``: one token per row (B, 1), its position (1,), the mask bias, the
-  cross keys/values and the self-attention cache of earlier steps (keys (B, heads, dk, T),
-  values (B, heads, T, dk)) -> the greedy token (B, 1), its probability (B,) and the cache
-  grown to T + 1. The cache is an explicit input and output, so the runtime loop below
-  owns it, as ``DecoderCache`` does in PyTorch. The step is :class:`_Step`,
-  TransformerDecoder.step rewritten for few operators.
+  cross keys/values and the self-attention cache of earlier steps (keys and values
+  (B, heads, T, dk)) -> the greedy token (B, 1), its probability (B,) and the cache
+  grown to T + 1. The step is :class:`_Step`, TransformerDecoder.step rewritten for few
+  operators.
+* ``greedy.onnx``: the whole greedy loop, the step graph as the body of an ONNX ``Loop``
+  that stops when every row has written <eos> (:func:`_loop_graph`). One call per batch
+  instead of one per token: a batch-1 step is a tenth of a millisecond of small
+  operators, and a call from Python per step cost about as much again.
 
-Batch, height, width, memory length and cache length are dynamic axes. Only the SATRN
+Attention runs as onnxruntime's fused ``com.microsoft.MultiHeadAttention`` operator
+(:class:`_Attention`), so the graphs need onnxruntime, not just any ONNX runtime. Batch,
+height, width, memory length and cache length are dynamic axes. Only the SATRN
 architecture with the transformer decoder is exported (both shipped models); beam search
 and ensembles stay on PyTorch. A bidirectional model exports its left-to-right direction:
 its direction vector is folded into the step graph as a constant. ``int8=True`` adds
@@ -39,20 +45,87 @@ from torch import nn
 
 from texlens.config import config_from_dict, config_to_dict
 from texlens.models.decoder import L2R
+from texlens.models.posenc import Sine2D, sinusoid
 from texlens.tokens import Vocab
 
 ENCODER, STEP, META = "encoder.onnx", "decoder_step.onnx", "texlens.json"
-ENCODER_UNPADDED = "encoder_unpadded.onnx"
+ENCODER_UNPADDED, GREEDY = "encoder_unpadded.onnx", "greedy.onnx"
 OPSET = 17
+CONTRIB = {"com.microsoft": 1}  # onnxruntime's operators (MultiHeadAttention)
 # The graphs' interface; an export of another format is refused (export it again).
 # 2: the mask as an additive bias, keys transposed, the unpadded encoder.
-FORMAT = 2
+# 3: the greedy loop as one graph, the lean unpadded encoder.
+FORMAT = 3
+
+
+class _Attention(torch.autograd.Function):
+    """onnxruntime's ``com.microsoft.MultiHeadAttention`` in an exported graph; the same
+    computation in PyTorch, for tracing and for tests.
+
+    One fused operator for what was a dozen small ones (head split, products, softmax,
+    cache concatenation, head merge): at batch 1 an operator costs about as much for being
+    run as for its arithmetic. ``q``, and ``k``, ``v`` when 3-D, are (B, L, heads * dk);
+    4-D ``k``, ``v`` are already split into heads, (B, heads, L, dk) (the cross-attention
+    keys and values the encoder precomputes). ``bias`` is added to the logits; ``past_k``,
+    ``past_v`` (B, heads, T, dk) are a self-attention cache, and then the cache grown by
+    this step's keys and values is returned too. No scaling: the query weights carry
+    1/sqrt(dk)."""
+
+    @staticmethod
+    def forward(ctx, heads: int, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
+                bias: torch.Tensor | None = None, past_k: torch.Tensor | None = None,
+                past_v: torch.Tensor | None = None):
+        b, n, d = q.shape
+
+        def split(x: torch.Tensor) -> torch.Tensor:
+            return x if x.dim() == 4 else x.reshape(b, -1, heads, d // heads).transpose(1, 2)
+
+        k, v = split(k), split(v)
+        if past_k is not None:
+            k, v = torch.cat([past_k, k], 2), torch.cat([past_v, v], 2)
+        logits = split(q) @ k.transpose(2, 3)
+        if bias is not None:
+            logits = logits + bias
+        out = (logits.softmax(-1) @ v).transpose(1, 2).reshape(b, n, d)
+        return (out, k, v) if past_k is not None else out
+
+    @staticmethod
+    def symbolic(g, heads, q, k, v, bias=None, past_k=None, past_v=None):
+        # The operator's optional inputs are positional; the exporter cannot leave a gap
+        # (a None input crashes it), so the positions travel in an attribute and
+        # _fill_gaps writes the empty names after export.
+        given = [(slot, x) for slot, x in enumerate([q, k, v, None, None, bias, past_k, past_v])
+                 if x is not None]
+        out = g.op("com.microsoft::MultiHeadAttention", *[x for _, x in given],
+                   num_heads_i=heads, scale_f=1.0, texlens_slots_i=[s for s, _ in given],
+                   outputs=3 if past_k is not None else 1)
+        # Output types for the exporter's shape inference (it knows no contrib operator).
+        outs = out if past_k is not None else [out]
+        for o, like in zip(outs, [q, past_k, past_v][:len(outs)], strict=True):
+            o.setType(like.type().with_sizes([None] * like.type().dim()))
+        return out
+
+
+def _fill_gaps(path: Path) -> None:
+    """Rewrite each exported MultiHeadAttention's inputs at their positions, '' between."""
+    import onnx
+
+    model = onnx.load(str(path))
+    for node in model.graph.node:
+        slots = [a for a in node.attribute if a.name == "texlens_slots"]
+        if slots:
+            names = [""] * (max(slots[0].ints) + 1)
+            for slot, name in zip(slots[0].ints, node.input, strict=True):
+                names[slot] = name
+            node.attribute.remove(slots[0])
+            del node.input[:]
+            node.input.extend(names)
+    onnx.save(model, str(path))
 
 
 class _Encoder(nn.Module):
     """images, mask -> the cross-attention mask as an additive bias (B, 1, 1, N) and, for
-    every decoder layer, the cross keys transposed (B, heads, dk, N) and values
-    (B, heads, N, dk): the layouts the step multiplies by directly.
+    every decoder layer, the cross keys and values split into heads (B, heads, N, dk).
 
     ``padded=False`` traces encode's unpadded path (no masking ops at all), the graph a
     single image or an unpadded batch runs; ``padded=True`` the masked one."""
@@ -71,9 +144,83 @@ class _Encoder(nn.Module):
                 ~mem_mask, float("-inf"))
         out = [bias]
         for layer in self.model.decoder.layers:
-            k, v = layer.cross_attn.project_kv(memory)
-            out += [k.transpose(2, 3), v]
+            out += layer.cross_attn.project_kv(memory)
         return tuple(out)
+
+
+def _linear(weight: torch.Tensor, bias: torch.Tensor) -> nn.Linear:
+    lin = nn.Linear(weight.shape[1], weight.shape[0])
+    lin.weight.copy_(weight)
+    lin.bias.copy_(bias)
+    return lin
+
+
+def _fused_qkv(attn: nn.Module, scale: float) -> nn.Linear:
+    """An attention's q, k, v projections as one, the query's pre-multiplied by ``scale``."""
+    return _linear(torch.cat([attn.q.weight * scale, attn.k.weight, attn.v.weight]),
+                   torch.cat([attn.q.bias * scale, attn.k.bias, attn.v.bias]))
+
+
+class _LeanEncoder(nn.Module):
+    """images -> what :class:`_Encoder` gives on the unpadded path, with fewer operators.
+
+    Traced as written, encode was 308 operators after onnxruntime's optimisation, many of
+    them shape arithmetic: the 2-D sinusoids computed from the map's size on every call
+    (Range, Sin, Cos, ScatterND), heads split and merged through Shape/Gather chains. Here:
+    the sinusoid tables precomputed and sliced, each layer's q, k, v as one matrix product
+    with 1/sqrt(dk) folded into the query weights and its attention one fused operator, and
+    every decoder layer's cross keys and values as one product (118 operators before the
+    fused attention; batch 1 on 2 threads about 7.7 -> 6.4 ms for a 30-token printed
+    formula, benchmarks/onnx_breakdown.py). Only for the SATRN encoder
+    with positions added to the features (both shipped models); :meth:`supports` says when.
+    """
+
+    # Rows and columns of the sinusoid tables: a feature map of up to 1024 cells a side
+    # (8192 pixels at stride 8), beyond any input the size policies produce.
+    MAX_CELLS = 1024
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        enc = model.encoder
+        self.cnn, self.bridge, self.layers, self.norm = (model.cnn, model.bridge, enc.layers,
+                                                         enc.norm)
+        attn = enc.layers[0].attn
+        self.h, self.dk = attn.h, attn.dk
+        half = enc.norm.weight.shape[0] // 2
+        self.register_buffer("table", sinusoid(self.MAX_CELLS, half), persistent=False)
+        scale = self.dk ** -0.5
+        cross = [layer.cross_attn for layer in model.decoder.layers]
+        self.ch, self.cdk = cross[0].h, cross[0].dk
+        with torch.no_grad():
+            self.qkv = nn.ModuleList(_fused_qkv(layer.attn, scale) for layer in enc.layers)
+            self.kv = _linear(torch.cat([w for c in cross for w in (c.k.weight, c.v.weight)]),
+                              torch.cat([b for c in cross for b in (c.k.bias, c.v.bias)]))
+
+    @staticmethod
+    def supports(model: nn.Module) -> bool:
+        return isinstance(getattr(model, "pe", None), Sine2D) and model.untied is None
+
+    def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        feat = self.cnn(images, None)
+        b, d, h, w = feat.shape
+        half = d // 2
+        # Sine2D's map: the first half of the channels encodes the row, the second the column.
+        pos = torch.cat([self.table[:h, None, :].expand(h, w, half),
+                         self.table[None, :w, :].expand(h, w, half)], -1).reshape(h * w, d)
+        x = feat.flatten(2).transpose(1, 2) + pos  # (B, N, d)
+        for i, layer in enumerate(self.layers):
+            if layer.channel is not None:
+                x = layer.channel(x, None)
+            q, k, v = self.qkv[i](layer.norm1(x)).split(self.h * self.dk, -1)
+            x = x + layer.attn.out(_Attention.apply(self.h, q, k, v))
+            x = x + layer.ffn(layer.norm2(x), (h, w), None)
+        memory = self.norm(x)
+        if self.bridge is not None:
+            memory = self.bridge(memory)
+        n = self.kv.out_features // (2 * self.ch * self.cdk)
+        kv = self.kv(memory).reshape(b, -1, 2 * n * self.ch, self.cdk).transpose(1, 2)
+        # the mask bias (nothing is padded), then keys, values, keys, ... by layer
+        return (memory.new_zeros(b, 1, 1, h * w), *kv.split(self.ch, 1))
 
 
 class _Step(nn.Module):
@@ -82,12 +229,12 @@ class _Step(nn.Module):
     A batch-1 step is under a million multiply-adds spread over many small operators, so
     their count weighs on its time: traced from TransformerDecoder.step it was 141
     operators after onnxruntime's optimisation, most of them shape arithmetic, and 0.4 ms
-    (62 operators and 0.15-0.25 ms now, benchmarks/onnx_breakdown.py). The same function
-    with fewer operators: the self-attention's q, k, v as one matrix product; 1/sqrt(dk) folded
-    into the query weights; the token embedding's sqrt(d) (and a bidirectional model's
-    left-to-right vector) folded into the tables; keys kept transposed, (B, heads, dk, T), so
-    no step transposes; and, with one new token per row, every head split and merge a
-    reshape with a constant shape (no Shape/Gather chains).
+    (56 operators now, benchmarks/onnx_breakdown.py). The same function with fewer
+    operators: the self-attention's q, k, v as one matrix product; 1/sqrt(dk) folded into
+    the query weights; the token embedding's sqrt(d) (and a bidirectional model's
+    left-to-right vector) folded into the tables; each attention, cache growth included,
+    one fused operator (:class:`_Attention`); and, with one new token per row, every
+    reshape to a constant shape (no Shape/Gather chains).
     """
 
     def __init__(self, model: nn.Module):
@@ -103,45 +250,28 @@ class _Step(nn.Module):
             self.qkv = nn.ModuleList()
             self.cross_q = nn.ModuleList()
             for layer in dec.layers:
-                sa, ca = layer.self_attn, layer.cross_attn
-                qkv = nn.Linear(sa.q.in_features, 3 * sa.h * sa.dk)
-                qkv.weight.copy_(torch.cat([sa.q.weight * scale, sa.k.weight, sa.v.weight]))
-                qkv.bias.copy_(torch.cat([sa.q.bias * scale, sa.k.bias, sa.v.bias]))
-                self.qkv.append(qkv)
-                q = nn.Linear(ca.q.in_features, ca.h * ca.dk)
-                q.weight.copy_(ca.q.weight * scale)
-                q.bias.copy_(ca.q.bias * scale)
-                self.cross_q.append(q)
+                ca = layer.cross_attn
+                self.qkv.append(_fused_qkv(layer.self_attn, scale))
+                self.cross_q.append(_linear(ca.q.weight * scale, ca.q.bias * scale))
         self.layers, self.norm, self.head = dec.layers, dec.norm, dec.head
-
-    def _heads(self, x: torch.Tensor) -> torch.Tensor:
-        return x.reshape(-1, self.h, 1, self.dk)  # (B, h*dk) -> (B, h, 1, dk)
-
-    def _attend(self, q: torch.Tensor, kt: torch.Tensor, v: torch.Tensor,
-                bias: torch.Tensor | None = None) -> torch.Tensor:
-        logits = q @ kt  # (B, h, 1, T)
-        if bias is not None:
-            logits = logits + bias
-        return (logits.softmax(-1) @ v).reshape(-1, self.h * self.dk)
 
     def forward(self, token: torch.Tensor, position: torch.Tensor, mem_bias: torch.Tensor,
                 *kv: torch.Tensor) -> tuple[torch.Tensor, ...]:
         n = len(self.layers)
         cross, past = kv[:2 * n], kv[2 * n:]
         # Rows of (B, d), not (B, 1, d): a linear layer on a matrix is one Gemm with its
-        # bias, on a 3-D tensor a MatMul and an Add.
+        # bias, on a 3-D tensor a MatMul and an Add. The attention takes (B, 1, d).
         x = self.embed[token.reshape(-1)] + self.pos[position]
         new = []
+        b, inner = x.shape[0], self.h * self.dk
         for i, layer in enumerate(self.layers):
-            q, k, v = self.qkv[i](layer.norm1(x)).reshape(-1, 3 * self.h, 1, self.dk).split(
-                self.h, 1)
-            kt = torch.cat([past[2 * i], k.reshape(-1, self.h, self.dk, 1)], 3)
-            v = torch.cat([past[2 * i + 1], v], 2)
-            new += [kt, v]
-            x = x + layer.self_attn.out(self._attend(q, kt, v))
-            q = self._heads(self.cross_q[i](layer.norm2(x)))
-            x = x + layer.cross_attn.out(self._attend(q, cross[2 * i], cross[2 * i + 1],
-                                                      mem_bias))
+            q, k, v = self.qkv[i](layer.norm1(x)).reshape(b, 1, 3 * inner).split(inner, -1)
+            y, k, v = _Attention.apply(self.h, q, k, v, None, past[2 * i], past[2 * i + 1])
+            new += [k, v]
+            x = x + layer.self_attn.out(y.reshape(b, inner))
+            q = self.cross_q[i](layer.norm2(x)).reshape(b, 1, inner)
+            y = _Attention.apply(self.h, q, cross[2 * i], cross[2 * i + 1], mem_bias)
+            x = x + layer.cross_attn.out(y.reshape(b, inner))
             x = x + layer.ffn(layer.norm3(x))
         # The greedy choice and its probability in the graph: the runtime feeds the token
         # straight back without a trip through numpy.
@@ -154,15 +284,83 @@ def _names(n_layers: int, prefix: str) -> list[str]:
 
 
 def _axes(n_layers: int, prefix: str, length: str) -> dict[str, dict[int, str]]:
-    """Dynamic axes of the key/value tensors: keys (B, h, dk, T), values (B, h, T, dk)."""
-    return {name: {0: "batch", 3 if name[len(prefix) + 1] == "k" else 2: length}
-            for name in _names(n_layers, prefix)}
+    """Dynamic axes of the key/value tensors, all (B, heads, length, dk)."""
+    return {name: {0: "batch", 2: length} for name in _names(n_layers, prefix)}
+
+
+def _loop_graph(step_file: Path, out_file: Path) -> None:
+    """Write greedy.onnx: ``step_file``'s graph as the body of a Loop.
+
+    Inputs: ``steps`` (the most tokens to write), ``start`` (B, 1) <sos> ids, ``start_done``
+    (B,) bool, the encoder's outputs under their step-graph names, and the empty caches as
+    ``start_past_*``. Outputs: ``tokens`` and ``probs`` (T, B), one row per step; the loop
+    stops after the step in which the last row wrote <eos>. The body reads ``mem_bias`` and
+    the cross keys/values from the outer graph, and carries the token, the rows' done flags
+    and the cache from one iteration to the next."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    step = onnx.load(str(step_file))
+    g = step.graph
+    info = {v.name: v for v in [*g.input, *g.output]}  # typed, with their dynamic axes
+    past = [i.name for i in g.input if i.name.startswith("past_")]
+    present = [o.name for o in g.output if o.name.startswith("present_")]
+    outer = [i for i in g.input if i.name == "mem_bias" or i.name.startswith("cross_")]
+
+    def value(name: str, kind: int, shape: list) -> onnx.ValueInfoProto:
+        return helper.make_tensor_value_info(name, kind, shape)
+
+    def renamed(name: str, new: str) -> onnx.ValueInfoProto:
+        v = onnx.ValueInfoProto()
+        v.CopyFrom(info[name])
+        v.name = new
+        return v
+
+    def const(name: str, kind: int, dims: list[int], vals: list) -> onnx.NodeProto:
+        return helper.make_node("Constant", [], [name],
+                                value=helper.make_tensor(name, kind, dims, vals))
+
+    i64, b = TensorProto.INT64, TensorProto.BOOL
+    nodes = [const("one_d", i64, [1], [1]),
+             helper.make_node("Reshape", ["iteration", "one_d"], ["position"]),
+             *g.node,
+             const("eos_id", i64, [], [Vocab.eos_id]),
+             helper.make_node("Squeeze", ["next_token", "one_d"], ["chosen"]),
+             helper.make_node("Equal", ["chosen", "eos_id"], ["wrote_eos"]),
+             helper.make_node("Or", ["done", "wrote_eos"], ["done_now"]),
+             # Loop wants a bool "go on": not all rows done (ReduceMin of 0/1 over rows).
+             helper.make_node("Cast", ["done_now"], ["done_int"], to=TensorProto.INT32),
+             helper.make_node("ReduceMin", ["done_int"], ["all_int"], keepdims=0),
+             helper.make_node("Cast", ["all_int"], ["all_done"], to=b),
+             helper.make_node("Not", ["all_done"], ["go_on"])]
+    body = helper.make_graph(
+        nodes, "greedy_step",
+        [value("iteration", i64, []), value("go", b, []), info["token"],
+         value("done", b, ["batch"]), *[info[n] for n in past]],
+        [value("go_on", b, []), info["next_token"], value("done_now", b, ["batch"]),
+         *[info[n] for n in present], value("chosen", i64, ["batch"]), info["prob"]],
+        initializer=list(g.initializer))
+    loop = helper.make_node("Loop", ["steps", "true", "start", "start_done",
+                                     *[f"start_{n}" for n in past]],
+                            ["last_token", "last_done", *[f"last_{n}" for n in present],
+                             "tokens", "probs"], body=body)
+    graph = helper.make_graph(
+        [const("true", b, [], [True]), loop], "greedy",
+        [value("steps", i64, []), renamed("token", "start"),
+         value("start_done", b, ["batch"]), *outer,
+         *[renamed(n, f"start_{n}") for n in past]],
+        [value("tokens", i64, ["steps", "batch"]),
+         value("probs", TensorProto.FLOAT, ["steps", "batch"])])
+    model = helper.make_model(graph, opset_imports=step.opset_import)
+    model.ir_version = step.ir_version
+    onnx.checker.check_model(model)
+    onnx.save(model, str(out_file))
 
 
 def export(model: nn.Module, cfg, vocab: Vocab, out_dir: str | Path, int8: bool = False
            ) -> list[Path]:
-    """Write encoder.onnx, encoder_unpadded.onnx, decoder_step.onnx (and their int8
-    versions) and texlens.json (vocabulary, data settings, model config) into ``out_dir``;
+    """Write encoder.onnx, encoder_unpadded.onnx, decoder_step.onnx, greedy.onnx (and their
+    int8 versions) and texlens.json (vocabulary, data settings, model config) into ``out_dir``;
     returns the files."""
     import copy
 
@@ -194,15 +392,17 @@ def export(model: nn.Module, cfg, vocab: Vocab, out_dir: str | Path, int8: bool 
         warnings.simplefilter("ignore", DeprecationWarning)
         for name, padded in ((ENCODER, True), (ENCODER_UNPADDED, False)):
             inputs = ["images", "mask"] if padded else ["images"]
-            torch.onnx.export(_Encoder(model, padded).eval(),
+            wrapper = (_LeanEncoder(model) if not padded and _LeanEncoder.supports(model)
+                       else _Encoder(model, padded))
+            torch.onnx.export(wrapper.eval(),
                               (images, mask) if padded else (images,), str(out / name),
                               input_names=inputs, output_names=enc_out,
                               dynamic_axes={k: v for k, v in dyn.items() if k != "mask" or
-                                            padded}, opset_version=OPSET, dynamo=False)
+                                            padded}, opset_version=OPSET, dynamo=False,
+                              custom_opsets=CONTRIB)
         enc = _Encoder(model, True)(images, mask)
         heads, dk = enc[2].shape[1], enc[2].shape[3]
-        past = [torch.zeros(2, heads, dk, 3) if i % 2 == 0 else torch.zeros(2, heads, 3, dk)
-                for i in range(2 * n)]
+        past = [torch.zeros(2, heads, 3, dk) for _ in range(2 * n)]
         args = (torch.tensor([[Vocab.sos_id], [5]]), torch.tensor([3]), *enc, *past)
         step_in = ["token", "position", "mem_bias", *_names(n, "cross"), *_names(n, "past")]
         dyn = {"token": {0: "batch"}, "mem_bias": {0: "batch", 3: "cells"},
@@ -210,8 +410,11 @@ def export(model: nn.Module, cfg, vocab: Vocab, out_dir: str | Path, int8: bool 
                **_axes(n, "past", "steps"), **_axes(n, "present", "steps_plus_1")}
         torch.onnx.export(step, args, str(out / STEP), input_names=step_in,
                           output_names=["next_token", "prob", *_names(n, "present")],
-                          dynamic_axes=dyn, opset_version=OPSET, dynamo=False)
+                          dynamic_axes=dyn, opset_version=OPSET, dynamo=False,
+                          custom_opsets=CONTRIB)
     files = [out / ENCODER, out / ENCODER_UNPADDED, out / STEP]
+    for f in files:
+        _fill_gaps(f)
     if int8:
         from onnxruntime.quantization import QuantType, quantize_dynamic
         for f in list(files):
@@ -221,6 +424,9 @@ def export(model: nn.Module, cfg, vocab: Vocab, out_dir: str | Path, int8: bool 
             quantize_dynamic(f, q, op_types_to_quantize=["MatMul", "Gemm"],
                              weight_type=QuantType.QInt8)
             files.append(q)
+    for step_file in [f for f in files if f.name.startswith("decoder_step")]:
+        files.append(out / step_file.name.replace("decoder_step", "greedy"))
+        _loop_graph(step_file, files[-1])
     meta = {"format": FORMAT, "tokens": vocab.itos, "layers": n,
             "max_len": model.decoder.max_len, "config": config_to_dict(cfg)}
     (out / META).write_text(json.dumps(meta, indent=1))
@@ -251,7 +457,8 @@ def cache_dir(checkpoint: Path) -> Path:
 
 
 def _graphs(d: Path, int8: bool) -> list[Path]:
-    names = [ENCODER, ENCODER_UNPADDED, STEP]
+    """The graphs a backend runs (the step graph is exported too, as greedy.onnx's body)."""
+    names = [ENCODER, ENCODER_UNPADDED, GREEDY]
     return [d / (_int8(n) if int8 else n) for n in names]
 
 
@@ -274,12 +481,12 @@ def _int8(name: str) -> str:
 
 
 class OnnxModel:
-    """The encoders and the decoder step on onnxruntime's CPU provider.
+    """The encoders and the greedy loop on onnxruntime's CPU provider.
 
-    ``threads`` (default: torch's count) runs the encoders; the step runs on one thread:
-    its operators are too small to share, and two sessions of two threads each made the
-    pools contend (batch 1 with 2 threads: 40-60 ms before, 9-17 ms after, 2026-12-03,
-    docs/RESULTS.md).
+    ``threads`` (default: torch's count) runs the encoders; the loop runs on one thread:
+    its operators are too small to share (2 threads measured slower), and two sessions of
+    two threads each made the pools contend (batch 1 with 2 threads: 40-60 ms before, 9-17
+    ms after, 2026-12-03, docs/RESULTS.md).
     """
 
     def __init__(self, directory: str | Path, int8: bool = False, threads: int = 0):
@@ -311,44 +518,47 @@ class OnnxModel:
         threads = threads or torch.get_num_threads()
         self.encoder, self.encoder_unpadded = session(files[0], threads), session(files[1],
                                                                                    threads)
-        self.step = session(files[2], 1)
+        self.decode_session = session(files[2], 1)
         self.layers, self.max_len = self.meta["layers"], self.meta["max_len"]
         self.cross_names = _names(self.layers, "cross")
         self.past_names = _names(self.layers, "past")
         kv = self.encoder.get_outputs()[2].shape  # values: (batch, heads, cells, dk)
         self.heads, self.dk = int(kv[1]), int(kv[3])
 
-    def greedy(self, images: np.ndarray, mask: np.ndarray, max_len: int
-               ) -> tuple[np.ndarray, np.ndarray]:
-        """Like texlens.decoding.greedy_decode: ids (B, T) after <sos>, <pad> after <eos>,
-        and each chosen token's probability (B, T), 0 on padding."""
+    def encode(self, images: np.ndarray, mask: np.ndarray) -> list[np.ndarray]:
+        """The mask bias and the cross keys/values of a batch (B, 1, H, W)."""
         mask = mask.astype(bool)
         feed = {"images": images.astype(np.float32)}
         # Nothing padded (one image, or images of one size): the graph without masking,
         # as PyTorch's encode takes the same shortcut.
         if mask.all():
-            mem_bias, *cross = self.encoder_unpadded.run(None, feed)
-        else:
-            mem_bias, *cross = self.encoder.run(None, {**feed, "mask": mask})
-        b = images.shape[0]
-        feed = {"mem_bias": mem_bias, **dict(zip(self.cross_names, cross, strict=True))}
-        for i, name in enumerate(self.past_names):
-            shape = (b, self.heads, self.dk, 0) if i % 2 == 0 else (b, self.heads, 0, self.dk)
-            feed[name] = np.zeros(shape, np.float32)
-        # (numpy in and out: onnxruntime's run_with_ort_values, which would keep the cache
-        # as OrtValues, measured slower per step.)
-        feed["token"] = np.full((b, 1), Vocab.sos_id, np.int64)
-        done = np.zeros(b, bool)
-        ids, probs = [], []
-        for t in range(min(max_len, self.max_len - 1)):
-            feed["position"] = np.array([t], np.int64)
-            token, prob, *present = self.step.run(None, feed)
-            feed["token"] = token  # a finished row's choice is fed too: rows are independent
-            feed.update(zip(self.past_names, present, strict=True))
-            nxt = token[:, 0]
-            ids.append(np.where(done, Vocab.pad_id, nxt))
-            probs.append(np.where(done, 0.0, prob))
-            done |= nxt == Vocab.eos_id
-            if done.all():
-                break
-        return np.stack(ids, 1), np.stack(probs, 1)
+            return self.encoder_unpadded.run(None, feed)
+        return self.encoder.run(None, {**feed, "mask": mask})
+
+    def decode(self, encoded: list[np.ndarray], max_len: int
+               ) -> tuple[np.ndarray, np.ndarray]:
+        """The greedy loop on :meth:`encode`'s outputs: ids (B, T), probabilities (B, T)."""
+        mem_bias, *cross = encoded
+        b = mem_bias.shape[0]
+        steps = min(max_len, self.max_len - 1)
+        if steps <= 0:
+            return np.zeros((b, 0), np.int64), np.zeros((b, 0), np.float32)
+        feed = {"steps": np.array(steps, np.int64),
+                "start": np.full((b, 1), Vocab.sos_id, np.int64),
+                "start_done": np.zeros(b, bool), "mem_bias": mem_bias,
+                **dict(zip(self.cross_names, cross, strict=True))}
+        for name in self.past_names:
+            feed[f"start_{name}"] = np.zeros((b, self.heads, 0, self.dk), np.float32)
+        tokens, probs = self.decode_session.run(None, feed)
+        ids, probs = tokens.T, probs.T
+        # A finished row went on being fed its own choices (rows are independent): blank
+        # what follows its first <eos>.
+        eos = ids == Vocab.eos_id
+        after = np.cumsum(eos, 1) - eos > 0
+        return np.where(after, Vocab.pad_id, ids), np.where(after, 0.0, probs)
+
+    def greedy(self, images: np.ndarray, mask: np.ndarray, max_len: int
+               ) -> tuple[np.ndarray, np.ndarray]:
+        """Like texlens.decoding.greedy_decode: ids (B, T) after <sos>, <pad> after <eos>,
+        and each chosen token's probability (B, T), 0 on padding."""
+        return self.decode(self.encode(images, mask), max_len)
