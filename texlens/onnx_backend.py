@@ -170,9 +170,9 @@ class _LeanEncoder(nn.Module):
     the sinusoid tables precomputed and sliced, each layer's q, k, v as one matrix product
     with 1/sqrt(dk) folded into the query weights and its attention one fused operator, and
     every decoder layer's cross keys and values as one product (118 operators before the
-    fused attention; batch 1 on 2 threads about 7.7 -> 6.4 ms for a 30-token printed
-    formula, benchmarks/onnx_breakdown.py). Only for the SATRN encoder
-    with positions added to the features (both shipped models); :meth:`supports` says when.
+    fused attention; timings in docs/RESULTS.md, 2026-12-03 night 2). Only for the SATRN
+    encoder with positions added to the features (both shipped models); :meth:`supports`
+    says when.
     """
 
     # Rows and columns of the sinusoid tables: a feature map of up to 1024 cells a side
@@ -484,7 +484,7 @@ class OnnxModel:
     """The encoders and the greedy loop on onnxruntime's CPU provider.
 
     ``threads`` (default: torch's count) runs the encoders; the loop runs on one thread:
-    its operators are too small to share (2 threads measured slower), and two sessions of
+    its operators are too small to share, and two sessions of
     two threads each made the pools contend (batch 1 with 2 threads: 40-60 ms before, 9-17
     ms after, 2026-12-03, docs/RESULTS.md).
     """
