@@ -163,3 +163,29 @@ def test_header_claiming_huge_size_fails_before_decoding(side):
     with pytest.raises(ImageError, match=rf"fake\.png: image too large: .*{side * side / 1e6:.1f} "
                                          rf"Mpx, over the limit of 40 Mpx"):
         load_image(fake, name="fake.png")
+
+
+def test_loading_the_augmentations_asks_no_network():
+    """texlens works offline: importing the preprocessing (and albumentations with it)
+    must not look up any host. A fresh interpreter, with DNS made to fail and record."""
+    import os
+    import subprocess
+    import sys
+
+    probe = (
+        "import socket\n"
+        "asked = []\n"
+        "def refuse(*a, **k):\n"
+        "    asked.append(a[0] if a else k)\n"
+        "    raise OSError('no network in this test')\n"
+        "socket.getaddrinfo = refuse\n"
+        "socket.create_connection = refuse\n"
+        "import texlens.data.transforms\n"
+        "import threading, time\n"
+        "[t.join(5) for t in threading.enumerate() if t is not threading.main_thread()]\n"
+        "print('ASKED', asked)\n")
+    env = {k: v for k, v in os.environ.items() if k != "NO_ALBUMENTATIONS_UPDATE"}
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                         env=env, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert "ASKED []" in out.stdout, out.stdout + out.stderr

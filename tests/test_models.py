@@ -402,6 +402,28 @@ def test_schedulers_run_for_their_total_steps(kind, total):
         assert lrs[-1] < 0.1 * max(lrs)
 
 
+def test_cosine_follows_the_clock_when_time_runs_out_first():
+    """A run stopped by train.max_time_min ends annealed: with half the time spent after
+    a tenth of the steps, the rate is the one of the schedule's midpoint."""
+    p = torch.nn.Parameter(torch.zeros(1))
+    opt = torch.optim.AdamW([p], lr=1e-3)
+    spent = [0.0]
+    sched = build_scheduler(opt, TrainConfig(scheduler="cosine", lr=1e-3, warmup=0.0), 1000,
+                            time_spent=lambda: spent[0])
+    for _ in range(100):
+        opt.step()
+        sched.step()
+    assert opt.param_groups[0]["lr"] == pytest.approx(1e-3 * warmup_cosine(100, 1000, 0))
+    spent[0] = 0.5
+    opt.step()
+    sched.step()
+    assert opt.param_groups[0]["lr"] == pytest.approx(1e-3 * warmup_cosine(500, 1000, 0))
+    spent[0] = 1.0
+    opt.step()
+    sched.step()
+    assert opt.param_groups[0]["lr"] == pytest.approx(1e-5)
+
+
 def test_scheduler_none_and_unknown():
     opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.1)
     assert build_scheduler(opt, TrainConfig(scheduler="none"), 10) is None

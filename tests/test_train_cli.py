@@ -323,3 +323,19 @@ def test_validation_every_n_global_steps_and_at_the_end(tmp_path, synth_master):
     assert result.exit_code == 0, result.output
     assert torch.load(tmp_path / "run" / "checkpoints" / "last.ckpt",
                       weights_only=False)["global_step"] == 6
+
+
+def test_a_run_stopped_by_its_clock_ends_annealed(tmp_path, synth_master):
+    # 10,000 steps cannot run in 1.5 s: the time limit stops the run, and the cosine,
+    # which follows whichever budget runs out first, has brought the rate down by then.
+    cfg = write_config(tmp_path / "c.yaml", synth_master, synth_master, tmp_path / "run",
+                       max_steps=10000, max_epochs=10000, max_time_min=0.025,
+                       scheduler="cosine", warmup=0.0, lr=0.001)
+    result = invoke("train", cfg)
+    assert result.exit_code == 0, result.output
+    metrics = next((tmp_path / "run").glob("logs/version_*/metrics.csv")).read_text()
+    header, *rows = [line.split(",") for line in metrics.splitlines()]
+    col = next(i for i, h in enumerate(header) if h.startswith("lr-"))
+    lrs = [float(r[col]) for r in rows if r[col]]
+    assert 2 < len(lrs) < 10000
+    assert lrs[0] > 0.9e-3 and lrs[-1] < 0.25e-3, lrs

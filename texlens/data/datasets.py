@@ -21,10 +21,12 @@ from __future__ import annotations
 
 import os
 import random
-from collections.abc import Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
+from functools import partial
+from multiprocessing import get_all_start_methods, get_context
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 import torch
@@ -69,12 +71,17 @@ class ScanReport:
         return len(self.problems)
 
 
-def _find_image(root: Path, key: str) -> Path | None:
+def _find_image(root: Path, key: str, listing: dict[Path, set[str]]) -> Path | None:
+    """The image file of ``key``; ``listing`` caches each folder's names, so that a
+    dataset of 100k samples costs two directory listings, not 700k failed stat calls."""
     for folder in (root, root / "images"):
+        if folder not in listing:
+            listing[folder] = set(os.listdir(folder)) if folder.is_dir() else set()
+        names = listing[folder]
         for name in [key] + [key + s for s in IMAGE_SUFFIXES] + [key + "_0.bmp"]:
-            p = folder / name
-            if p.is_file():
-                return p
+            # A key with a folder in it (competition layout) is looked up on disk.
+            if (name in names or "/" in name) and (folder / name).is_file():
+                return folder / name
     return None
 
 
@@ -120,12 +127,13 @@ def read_layout(root: str | Path) -> tuple[list[Sample], list[str]]:
     source = _read_meta(root / "source.txt") if competition else {}
     level = _read_meta(root / "level.txt") if competition else {}
     samples, problems = [], []
+    listing: dict[Path, set[str]] = {}
     for lineno, key, caption in read_pairs(index):
         where = f"{index}:{lineno}"
         if not caption.strip():
             problems.append(f"{where}: empty caption for {key!r}")
             continue
-        image = _find_image(root, key)
+        image = _find_image(root, key, listing)
         if image is None:
             problems.append(f"{where}: image for {key!r} not found in {root}")
             continue
@@ -134,10 +142,43 @@ def read_layout(root: str | Path) -> tuple[list[Sample], list[str]]:
     return samples, problems
 
 
+def _image_shape(path: Path, decode: bool) -> tuple[int, int] | str:
+    """(height, width) of an image file, or the reason it cannot be read."""
+    try:
+        if decode:
+            return load_image(path).shape
+        width, height = image_size(path)
+        return height, width
+    except ImageError as e:
+        return str(e)
+
+
+def _input_size(path: Path, cfg: DataConfig) -> tuple[int, int]:
+    """The model-input (height, width) of an image file; a square for a bad file (it is
+    reported and skipped when its batch loads it)."""
+    try:
+        return preprocess(load_image(path), cfg).shape
+    except ImageError:
+        return cfg.height, cfg.height
+
+
+T = TypeVar("T")
+
+
+def map_images(fn: Callable[[Path], T], paths: Sequence[Path]) -> list[T]:
+    """``fn`` over many image files, in forked processes when there are many: decoding
+    holds the GIL (threads did not help), and 120k images take a minute on one core."""
+    procs = min(8, os.cpu_count() or 1, len(paths) // 2000)
+    if procs > 1 and "fork" in get_all_start_methods():
+        with get_context("fork").Pool(procs) as pool:
+            return pool.map(fn, paths, chunksize=512)
+    return [fn(p) for p in paths]
+
+
 def scan_dataset(roots: Sequence[str | Path], vocab: Vocab | None = None,
                  max_tokens: int = 0, decode_images: bool = True) -> ScanReport:
     """List and check every sample; problems name the file and line."""
-    samples, problems = [], []
+    candidates, problems = [], []
     for root in roots:
         found, bad = read_layout(root)
         problems += bad
@@ -150,14 +191,16 @@ def scan_dataset(roots: Sequence[str | Path], vocab: Vocab | None = None,
                 problems.append(f"{s.where}: {len(s.tokens)} tokens, more than "
                                 f"max_tokens={max_tokens}")
                 continue
-            try:
-                if decode_images:
-                    s.height, s.width = load_image(s.image).shape
-                else:
-                    s.width, s.height = image_size(s.image)
-            except ImageError as e:
-                problems.append(f"{s.where}: {e}")
-                continue
+            candidates.append(s)
+
+    sizes = map_images(partial(_image_shape, decode=decode_images),
+                       [s.image for s in candidates])
+    samples = []
+    for s, hw in zip(candidates, sizes, strict=True):
+        if isinstance(hw, str):
+            problems.append(f"{s.where}: {hw}")
+        else:
+            s.height, s.width = hw
             samples.append(s)
     return ScanReport(samples, problems)
 
@@ -180,21 +223,14 @@ class FormulaDataset(Dataset):
         """Model-input (height, width) of every sample, for size-bucketed batching.
 
         From the scanned image sizes; but when preprocessing resizes by the measured
-        symbol height, every image is decoded and preprocessed once (threads: OpenCV and
-        PIL release the GIL), else batches would be cut from sizes the model never sees.
+        symbol height, every image is decoded and preprocessed once, else batches would be
+        cut from sizes the model never sees.
         """
         if not normalises_ink(self.cfg):
             return [target_size(s.height or self.cfg.height, s.width or self.cfg.height,
                                 self.cfg) for s in self.samples]
 
-        def size(s: Sample) -> tuple[int, int]:
-            try:
-                return preprocess(load_image(s.image), self.cfg).shape
-            except ImageError:  # reported and skipped when the batch loads it
-                return self.cfg.height, self.cfg.height
-
-        with ThreadPoolExecutor(max(1, min(8, os.cpu_count() or 1))) as pool:
-            return list(pool.map(size, self.samples, chunksize=256))
+        return map_images(partial(_input_size, cfg=self.cfg), [s.image for s in self.samples])
 
     def __getitem__(self, i: int) -> dict | None:
         s = self.samples[i]

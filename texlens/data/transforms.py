@@ -13,10 +13,14 @@ inputs that were not (see :func:`normalise_ink`).
 
 from __future__ import annotations
 
+import os
 from functools import partial
 
-import albumentations as A
-import cv2
+# albumentations asks PyPI for a newer version on import; texlens works offline, and on a
+# machine without network that costs a DNS timeout and a warning in every loader process.
+os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
+import albumentations as A  # noqa: E402
+import cv2  # noqa: E402
 import numpy as np
 
 from texlens.config import AugmentConfig, DataConfig

@@ -12,6 +12,7 @@ import os
 import lightning as L
 import torch
 import torch.nn.functional as F
+from lightning.pytorch.callbacks import Timer
 
 from texlens import metrics
 from texlens.checkpoint import meta
@@ -166,7 +167,7 @@ class Recognizer(L.LightningModule):
         opt = opt_cls([{"params": decay, "weight_decay": t.weight_decay},
                        {"params": no_decay, "weight_decay": 0.0}], lr=t.lr, betas=t.betas)
         total = int(self.trainer.estimated_stepping_batches)
-        sched = build_scheduler(opt, t, total)
+        sched = build_scheduler(opt, t, total, self._time_spent if t.max_time_min else None)
         if sched is None:
             return opt
         if t.scheduler == "plateau":  # steps on each validation's score, not every batch
@@ -174,6 +175,14 @@ class Recognizer(L.LightningModule):
                 "scheduler": sched, "monitor": "val/sentence_acc", "interval": "epoch",
                 "frequency": 1, "strict": False}}
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+
+    def _time_spent(self) -> float:
+        """Share of train.max_time_min spent training (Lightning's Timer, which a resumed
+        run restores); 0 before the trainer starts its clock."""
+        timer = next((c for c in self.trainer.callbacks if isinstance(c, Timer)), None)
+        if timer is None or timer.start_time("train") is None:
+            return 0.0
+        return min(1.0, timer.time_elapsed("train") / (self.cfg.train.max_time_min * 60))
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         checkpoint["texlens"] = meta(self.cfg, self.vocab)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import torch
 
@@ -34,8 +35,15 @@ class ExtendableOneCycleLR(torch.optim.lr_scheduler.OneCycleLR):
         self.__dict__.update(keep)
 
 
-def build_scheduler(opt: torch.optim.Optimizer, cfg: TrainConfig, total_steps: int):
-    """A torch LR scheduler for ``cfg.scheduler`` (None for "none")."""
+def build_scheduler(opt: torch.optim.Optimizer, cfg: TrainConfig, total_steps: int,
+                    time_spent: Callable[[], float] | None = None):
+    """A torch LR scheduler for ``cfg.scheduler`` (None for "none").
+
+    ``time_spent`` (the share of train.max_time_min used, 0..1) makes the cosine follow
+    whichever budget runs out first, steps or time: a run stopped by its clock then ends
+    annealed, not at a high rate halfway down the curve. That matters where the speed
+    is unknown beforehand (a borrowed GPU with a fixed number of minutes).
+    """
     if cfg.scheduler == "none":
         return None
     if cfg.scheduler == "onecycle":
@@ -48,8 +56,12 @@ def build_scheduler(opt: torch.optim.Optimizer, cfg: TrainConfig, total_steps: i
             cycle_momentum=True, base_momentum=0.85, max_momentum=cfg.betas[0])
     if cfg.scheduler == "cosine":
         warm = int(cfg.warmup * total_steps)
-        return torch.optim.lr_scheduler.LambdaLR(
-            opt, lambda s: warmup_cosine(s, total_steps, warm))
+
+        def factor(step: int) -> float:
+            if time_spent is not None:
+                step = max(step, round(time_spent() * total_steps))
+            return warmup_cosine(step, total_steps, warm)
+        return torch.optim.lr_scheduler.LambdaLR(opt, factor)
     if cfg.scheduler == "step":
         every = max(1, int(cfg.step_every * total_steps))
         return torch.optim.lr_scheduler.StepLR(opt, every, cfg.step_gamma)
