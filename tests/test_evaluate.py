@@ -155,6 +155,23 @@ def test_render_scores_batched_equivalent_spellings_and_failures(monkeypatch):
     assert len(out["problems"]) == 1 and out["problems"][0].startswith("c.txt:5:")
 
 
+def test_render_scores_in_chunks_gives_the_same_answers(monkeypatch):
+    """Chunks of 2 formulas (one latex run each, so a failure costs a rerun of its chunk
+    only): the images still go to the right formulas."""
+    pytest.importorskip("texlens.data.synth.tex")
+    preds = [["x^2"], ["y"], [], ["\\bad"], ["x"], ["x"], ["\\bad", "y"]]
+    truths = [["x", "^", "{", "2", "}"], ["x"], ["x"], ["x"], ["\\bad"], ["x"], ["\\bad", "y"]]
+    args = preds, truths, [True] * 7, [f"c.txt:{i}" for i in range(1, 8)]
+    calls: list = []
+    monkeypatch.setattr("texlens.data.synth.tex.render_tex", fake_render(calls))
+    whole = render_scores(*args, workers=1)
+    monkeypatch.setattr("texlens.data.synth.tex_dataset.CHUNK", 2)
+    calls.clear()
+    chunked = render_scores(*args, workers=1)
+    assert [len(c) for c in calls] == [2, 2, 2]
+    assert chunked == whole
+
+
 def test_evaluate_with_render_adds_tex_metrics(dataset, monkeypatch):
     pytest.importorskip("texlens.data.synth.tex")
     monkeypatch.setattr("texlens.data.synth.tex.render_tex", fake_render([]))

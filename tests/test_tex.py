@@ -52,6 +52,15 @@ def test_a_bad_formula_fails_alone():
 
 
 @needs_tex
+def test_an_environment_left_open_fails_alone_not_the_last_formula():
+    # TeX reports the open environment at \end{document}, after the last formula; the
+    # blame goes to the formula that opened it, and the last one still typesets.
+    out = render_tex(["x", r"\begin{aligned} a & b", "y", "z"])
+    assert isinstance(out[1], RenderFailure)
+    assert all(isinstance(out[i], np.ndarray) for i in (0, 2, 3)), out
+
+
+@needs_tex
 def test_a_formula_that_hangs_tex_fails_alone():
     out = render_tex(["x", r"\def\loop{\loop}\loop", "y"], timeout=3)
     assert isinstance(out[1], RenderFailure) and "ran past" in out[1].message

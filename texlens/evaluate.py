@@ -12,8 +12,10 @@ normaliser (``cfg.data.style``), so raw LaTeX such as ``\\frac12+x^2`` is scored
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable, Sequence
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -22,6 +24,7 @@ from texlens import metrics
 from texlens.data.datasets import DatasetError, Sample, _read_meta, read_layout, read_pairs
 from texlens.data.image import ImageError, image_size
 from texlens.data.transforms import ink_height
+from texlens.data.writer import ordered_map
 from texlens.decoding import check_rescore
 from texlens.recognizer import Recognizer
 from texlens.tokens import join, normalizer
@@ -188,7 +191,7 @@ def evaluate_samples(rec: Recognizer, samples: Sequence[Sample], batch_size: int
 
 def render_scores(preds: Sequence[Sequence[str]], truths: Sequence[Sequence[str]],
                   scorable: Sequence[bool], wheres: Sequence[str], font: str = "cm",
-                  dpi: int = 150) -> dict:
+                  dpi: int = 150, workers: int | None = None) -> dict:
     """TeX metrics: every prediction and scorable truth typeset in display style in one
     batch, then compared as images (:func:`texlens.metrics.render_match`), so equivalent
     spellings (``x^2`` and ``x^{2}``) count as right.
@@ -202,14 +205,21 @@ def render_scores(preds: Sequence[Sequence[str]], truths: Sequence[Sequence[str]
     in ``problems`` and counted in ``n_truth_untypeset``.
     """
     from texlens.data.synth.tex import render_tex  # imported late: TeX is optional
+    from texlens.data.synth.tex_dataset import CHUNK
 
     # to_latex, not join: text-mode letters must not be typeset with spaces between them.
     from texlens.latex import to_latex
     pred_src = [to_latex(p) for p in preds]
     truth_src = [to_latex(t) if ok else "" for t, ok in zip(truths, scorable, strict=True)]
-    formulas = sorted({f for f in pred_src + truth_src if f})  # one latex run, no repeats
-    images = dict(zip(formulas, render_tex(formulas, font=font, dpi=dpi, display=True),
-                      strict=True))
+    formulas = sorted({f for f in pred_src + truth_src if f})  # no repeats
+    # In chunks (one latex run each, over worker processes): a formula that hangs TeX or
+    # breaks the page layout costs a rerun of its chunk, not of every formula. One run
+    # over 4,000 predictions of an early checkpoint took longer than 45 minutes.
+    chunks = [formulas[i:i + CHUNK] for i in range(0, len(formulas), CHUNK)]
+    typeset = partial(render_tex, font=font, dpi=dpi, display=True)
+    procs = min(4, os.cpu_count() or 1, len(chunks)) if workers is None else workers
+    with ordered_map(typeset, chunks, procs, 1) as done:
+        images = dict(zip(formulas, (img for chunk in done for img in chunk), strict=True))
 
     def image(src: str) -> np.ndarray | None:
         out = images.get(src)

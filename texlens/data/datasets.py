@@ -24,7 +24,7 @@ import random
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from functools import partial
-from multiprocessing import get_all_start_methods, get_context
+from multiprocessing import get_all_start_methods
 from pathlib import Path
 from typing import TypeVar
 
@@ -42,6 +42,7 @@ from texlens.data.transforms import (
     target_size,
     to_tensor_array,
 )
+from texlens.data.writer import ordered_map
 from texlens.tokens import Vocab
 
 
@@ -169,10 +170,8 @@ def map_images(fn: Callable[[Path], T], paths: Sequence[Path]) -> list[T]:
     """``fn`` over many image files, in forked processes when there are many: decoding
     holds the GIL (threads did not help), and 120k images take a minute on one core."""
     procs = min(8, os.cpu_count() or 1, len(paths) // 2000)
-    if procs > 1 and "fork" in get_all_start_methods():
-        with get_context("fork").Pool(procs) as pool:
-            return pool.map(fn, paths, chunksize=512)
-    return [fn(p) for p in paths]
+    with ordered_map(fn, paths, procs if "fork" in get_all_start_methods() else 1, 512) as out:
+        return list(out)
 
 
 def scan_dataset(roots: Sequence[str | Path], vocab: Vocab | None = None,

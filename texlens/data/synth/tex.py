@@ -62,6 +62,7 @@ FONTS: dict[str, str] = {
 # TeX wraps log lines at 79 characters; unwrapped, one error is one line.
 _TEX_ENV = {"max_print_line": "100000", "error_line": "254", "half_error_line": "238"}
 _ERROR = re.compile(r"^(.*?):(\d+): (.*)$")
+_OPENED = re.compile(r"\\begin\{[^}]*\} on input line (\d+) ended by")
 
 
 def preamble(font: str) -> str:
@@ -149,7 +150,13 @@ def _errors(log: str, job: str, starts: list[int]) -> tuple[dict[int, str], str 
             return per, _short(f"{where}:{lineno}: {msg}")
         # A macro argument is read to its end before it runs, so TeX may name the last
         # line of the block (or, for \end{document}, a line after it): the block at or
-        # before the line is the culprit.
+        # before the line is the culprit. An environment left open is reported at
+        # \end{document}, but the message names the line that opened it: that block.
+        opened = _OPENED.search(msg)
+        if opened and int(opened.group(1)) >= starts[0]:
+            lineno = int(opened.group(1))
+        elif lineno >= starts[-1] + 3 and per:
+            continue  # at \end{document}, after an earlier error: its aftermath
         pos = int(np.searchsorted(starts, lineno, side="right")) - 1
         per.setdefault(pos, _short(msg))
     return per, None
