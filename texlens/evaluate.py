@@ -192,9 +192,10 @@ def evaluate_samples(rec: Recognizer, samples: Sequence[Sample], batch_size: int
 def render_scores(preds: Sequence[Sequence[str]], truths: Sequence[Sequence[str]],
                   scorable: Sequence[bool], wheres: Sequence[str], font: str = "cm",
                   dpi: int = 150, workers: int | None = None) -> dict:
-    """TeX metrics: every prediction and scorable truth typeset in display style in one
-    batch, then compared as images (:func:`texlens.metrics.render_match`), so equivalent
-    spellings (``x^2`` and ``x^{2}``) count as right.
+    """TeX metrics: every prediction and scorable truth typeset in display style (in
+    chunks of one latex run each, over ``workers`` processes), then compared as images
+    (:func:`texlens.metrics.render_match`), so equivalent spellings (``x^2`` and
+    ``x^{2}``) count as right.
 
     Over all samples: ``render_match`` (equal pixels after cropping),
     ``render_match_nospace`` (equal after dropping blank columns, im2markup's lenient
@@ -213,8 +214,8 @@ def render_scores(preds: Sequence[Sequence[str]], truths: Sequence[Sequence[str]
     truth_src = [to_latex(t) if ok else "" for t, ok in zip(truths, scorable, strict=True)]
     formulas = sorted({f for f in pred_src + truth_src if f})  # no repeats
     # In chunks (one latex run each, over worker processes): a formula that hangs TeX or
-    # breaks the page layout costs a rerun of its chunk, not of every formula. One run
-    # over 4,000 predictions of an early checkpoint took longer than 45 minutes.
+    # breaks the page layout costs a rerun of its chunk, not of every formula: one run
+    # over an early checkpoint's 2,000 predictions and their truths took over 45 minutes.
     chunks = [formulas[i:i + CHUNK] for i in range(0, len(formulas), CHUNK)]
     typeset = partial(render_tex, font=font, dpi=dpi, display=True)
     procs = min(4, os.cpu_count() or 1, len(chunks)) if workers is None else workers

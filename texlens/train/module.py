@@ -167,7 +167,10 @@ class Recognizer(L.LightningModule):
         opt = opt_cls([{"params": decay, "weight_decay": t.weight_decay},
                        {"params": no_decay, "weight_decay": 0.0}], lr=t.lr, betas=t.betas)
         total = int(self.trainer.estimated_stepping_batches)
-        sched = build_scheduler(opt, t, total, self._time_spent if t.max_time_min else None)
+        # By the clock too when the run has a time limit; one process only: ranks whose
+        # clocks differ would step with different rates and drift apart.
+        clock = self._time_spent if t.max_time_min and self.trainer.world_size == 1 else None
+        sched = build_scheduler(opt, t, total, clock)
         if sched is None:
             return opt
         if t.scheduler == "plateau":  # steps on each validation's score, not every batch
