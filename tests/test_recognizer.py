@@ -141,3 +141,44 @@ def test_mixed_batch_keeps_order(printed):
     assert preds[1].tokens == []
     assert [p.tokens for p in (preds[0], preds[2], preds[3])] == [p.tokens for p in alone]
 
+
+
+# -- test-time views -------------------------------------------------------------------
+
+def test_one_view_at_the_models_size_reads_as_plain_greedy(printed):
+    files = sorted((EXAMPLES / "printed" / "images").glob("*.png"))[:4]
+    plain = printed.predict(files)
+    viewed = Recognizer([printed.model], printed.cfg, printed.vocab, tta=[1.0])
+    for p, v in zip(plain, viewed.predict(files), strict=True):
+        assert v.tokens == p.tokens
+        assert v.token_probs == pytest.approx(p.token_probs, abs=1e-4)
+
+
+def test_views_keep_the_reading_they_all_score_best():
+    rec = Recognizer.load("handwritten-small", tta=[0.9, 1.0, 1.2])
+    files = sorted((EXAMPLES / "handwritten" / "images").glob("*.png"))[:6]
+    inputs = [rec.prepare(f) for f in files]
+    assert all(isinstance(x, recognizer_module.Views) and len(x) == 3 for x in inputs)
+    assert inputs[0][0].shape[-1] < inputs[0][2].shape[-1]  # 0.9 smaller than 1.2
+    each_view = [rec.predict_arrays([x[j] for x in inputs]) for j in range(3)]
+    for i, pred in enumerate(rec.predict_arrays(inputs)):
+        readings = {" ".join(v[i].tokens) for v in each_view}
+        assert {latex for latex, _ in pred.nbest} == readings
+        scores = [s for _, s in pred.nbest]
+        assert scores == sorted(scores, reverse=True) and pred.latex == pred.nbest[0][0]
+        # Its score: the mean over the views of its log-probability (<eos> included).
+        want = np.mean([np.log(teacher_forced_probs(rec, view, pred.tokens)).sum()
+                        for view in inputs[i]])
+        assert scores[0] == pytest.approx(float(want), abs=1e-3)
+
+
+def test_views_read_blank_pages_as_nothing_and_refuse_what_they_cannot_do(printed):
+    rec = Recognizer([printed.model], printed.cfg, printed.vocab, tta=[1.0, 1.2])
+    [blank] = rec.predict([np.full((60, 200), 255, np.uint8)])
+    assert blank.latex == "" and blank.confidence == 0.0
+    with pytest.raises(ValueError, match="greedily"):
+        rec.predict_arrays([rec.prepare(np.full((60, 200), 255, np.uint8))], beam=3)
+    with pytest.raises(ValueError, match="positive"):
+        Recognizer([printed.model], printed.cfg, printed.vocab, tta=[1.0, 0.0])
+    with pytest.raises(ValueError, match="one model"):
+        Recognizer([printed.model, printed.model], printed.cfg, printed.vocab, tta=[1.0])

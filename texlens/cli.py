@@ -81,16 +81,22 @@ def predict(
     ] = "torch",
     auto_rotate: Annotated[bool, typer.Option(
         "--auto-rotate", help="Turn each image upright first (orientation-small).")] = False,
+    tta: Annotated[bool, typer.Option(
+        "--tta", help="Test-time views: read each image at 5 sizes and keep the reading "
+        "they all score best (slower; PyTorch weights, greedy).")] = False,
 ) -> None:
     """Recognise formula images; prints file<TAB>output per image (or JSON lines)."""
     from texlens.data.image import ImageError
     from texlens.decoding import check_rescore
     from texlens.formats import FormatError, check_format, to_json, to_text
-    from texlens.recognizer import DEFAULT_MODEL, Recognizer
+    from texlens.recognizer import DEFAULT_MODEL, Recognizer, main_input
     fmt = "json" if json_out else fmt
+    if tta and (beam > 1 or rescore):
+        _fail("--tta reads greedily: leave out --beam and --rescore")
     try:
         check_format(fmt)
-        rec = Recognizer.load(model or [DEFAULT_MODEL], backend=backend, auto_rotate=auto_rotate)
+        rec = Recognizer.load(model or [DEFAULT_MODEL], backend=backend, auto_rotate=auto_rotate,
+                              tta=tta)
         check_rescore(rec.models, beam, rescore)
     except (FormatError, ValueError, *_known_errors()) as e:
         _fail(str(e))
@@ -116,7 +122,7 @@ def predict(
             bar.advance(task)
         # Batches of similar widths, as predict_arrays makes them, one at a time so the
         # bar moves; every image gets the answer it would get in one call.
-        order = sorted(range(len(arrays)), key=lambda i: arrays[i].shape[-1])
+        order = sorted(range(len(arrays)), key=lambda i: main_input(arrays[i]).shape[-1])
         preds: list = [None] * len(arrays)
         task = bar.add_task("recognising", total=len(arrays), visible=show)
         for start in range(0, len(order), batch_size):
@@ -163,6 +169,9 @@ def evaluate(
     ] = "torch",
     auto_rotate: Annotated[bool, typer.Option(
         "--auto-rotate", help="Turn each image upright first (orientation-small).")] = False,
+    tta: Annotated[bool, typer.Option(
+        "--tta", help="Test-time views: read each image at 5 sizes and keep the reading "
+        "they all score best (slower; PyTorch weights, greedy).")] = False,
 ) -> None:
     """Score a model on a dataset: sentence accuracy (ExpRate), WER, BLEU, NED, render match...
 
@@ -174,6 +183,8 @@ def evaluate(
     from texlens.recognizer import DEFAULT_MODEL, Recognizer
     if on_error not in ("skip", "stop"):
         _fail("--on-error must be skip or stop")
+    if tta and (beam > 1 or rescore):
+        _fail("--tta reads greedily: leave out --beam and --rescore")
     no_tex = tex_unavailable() if render is not False else None
     if render and no_tex:
         _fail(f"--render needs TeX: {no_tex}")
@@ -182,7 +193,8 @@ def evaluate(
         if no_tex:
             err.print(f"render metrics skipped: {escape(no_tex)}", highlight=False)
     try:
-        rec = Recognizer.load(model or [DEFAULT_MODEL], backend=backend, auto_rotate=auto_rotate)
+        rec = Recognizer.load(model or [DEFAULT_MODEL], backend=backend, auto_rotate=auto_rotate,
+                              tta=tta)
         with _progress() as prog:
             task = prog.add_task("evaluating", total=None)
             result = run_eval(rec, data, batch_size, on_error, limit, beam=beam,
@@ -206,7 +218,7 @@ def evaluate(
         json_path.parent.mkdir(parents=True, exist_ok=True)
         json_path.write_text(json.dumps({**m, "model": rec.name, "beam": beam,
                                          "rescore": rescore, "data": str(data),
-                                         "auto_rotate": auto_rotate,
+                                         "auto_rotate": auto_rotate, "tta": rec.tta,
                                          "by_length": result["by_length"],
                                          "by_height": result["by_height"],
                                          "by_symbol_size": result["by_symbol_size"]},

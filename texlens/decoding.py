@@ -62,6 +62,23 @@ def greedy_decode(model: nn.Module, images: torch.Tensor, mask: torch.Tensor | N
     return seq[:, 1:], logp_sum / length.clamp(min=1)
 
 
+@torch.no_grad()
+def sequence_logprobs(model: nn.Module, images: torch.Tensor, mask: torch.Tensor | None,
+                      seqs: Sequence[Sequence[int]]) -> list[torch.Tensor]:
+    """Teacher-forced log-probability of each token of each given reading, its <eos>
+    last: row k of ``images`` read as ``seqs[k]`` (ids without <sos>/<eos>). Scores
+    readings found elsewhere (test-time views, :meth:`Recognizer.predict_arrays`)."""
+    longest = max(len(q) for q in seqs) + 1
+    tgt_in = torch.full((len(seqs), longest), Vocab.pad_id, dtype=torch.long)
+    tgt_out = torch.full((len(seqs), longest), Vocab.pad_id, dtype=torch.long)
+    for k, q in enumerate(seqs):
+        tgt_in[k, :len(q) + 1] = torch.tensor([Vocab.sos_id, *q])
+        tgt_out[k, :len(q) + 1] = torch.tensor([*q, Vocab.eos_id])
+    logp = model(images, mask, tgt_in.to(images.device)).float().log_softmax(-1)
+    picked = logp.gather(-1, tgt_out.to(images.device)[..., None])[..., 0].cpu()
+    return [picked[k, :len(q) + 1] for k, q in enumerate(seqs)]
+
+
 class Ensemble:
     """Several models decoded as one: per-step log-probabilities are averaged.
 

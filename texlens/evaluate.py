@@ -26,7 +26,7 @@ from texlens.data.image import ImageError, image_size
 from texlens.data.transforms import ink_height
 from texlens.data.writer import ordered_map
 from texlens.decoding import check_rescore
-from texlens.recognizer import Recognizer
+from texlens.recognizer import Recognizer, main_input
 from texlens.tokens import join, normalizer
 
 
@@ -182,7 +182,8 @@ def evaluate_samples(rec: Recognizer, samples: Sequence[Sample], batch_size: int
     seen_t = [truths[i] for i in readable]
     by_height = metrics.by_value(seen_h, seen_t, [samples[i].height for i in readable], bins)
     # Symbols a few pixels high are where a recognizer fails: how small did they get?
-    sizes = [round(ink_height((arrays[i][0] * 255).astype(np.uint8)) or 0) for i in readable]
+    sizes = [round(ink_height((main_input(arrays[i])[0] * 255).astype(np.uint8)) or 0)
+             for i in readable]
     by_symbol = metrics.by_value(seen_h, seen_t, sizes, [7, 9, 11, 14, 19])
     return {"metrics": scores, "by_length": metrics.by_length(hyp, truths),
             "by_height": by_height, "by_symbol_size": by_symbol, "rows": rows,

@@ -21,12 +21,18 @@ from texlens.checkpoint import WEIGHTS_DIR, CheckpointError, find_weights, load_
 from texlens.data.datasets import collate
 from texlens.data.image import load_image
 from texlens.data.orientation import rotate
-from texlens.data.transforms import input_settings, preprocess, to_tensor_array
-from texlens.decoding import beam_search, check_rescore, greedy_decode
+from texlens.data.transforms import input_settings, preprocess, to_tensor_array, view_config
+from texlens.decoding import beam_search, check_rescore, greedy_decode, sequence_logprobs
 from texlens.tokens import Vocab, join
 
 DEFAULT_MODEL = "printed-small"
 BACKENDS = ("torch", "onnx", "onnx-int8")
+# Test-time views (``tta``): the input at these multiples of the model's size, each read
+# greedily; every distinct reading is then scored by all views (summed teacher-forced
+# log-probabilities) and the best kept. Chosen on data/crohme/val with handwritten-small
+# (docs/RESULTS.md): one view 41.5%, views 1.0/1.1/1.2 47.5%, 1.0-1.3 48.5%, these 49.0%.
+# Their cost: one greedy decoding and one scoring pass per view.
+TTA_SCALES = (0.9, 1.0, 1.1, 1.2, 1.3)
 
 
 def shipped_models() -> list[str]:
@@ -42,6 +48,18 @@ def resolve_model(name_or_path: str | Path) -> Path:
         return found
     raise CheckpointError(f"{name_or_path}: no such checkpoint file or shipped model "
                           f"(shipped: {', '.join(shipped_models()) or 'none'})")
+
+
+class Views(list):
+    """One image's model inputs at each test-time size (``Recognizer.tta``), in order;
+    ``main`` is the index of the one nearest the model's own size."""
+
+    main: int = 0
+
+
+def main_input(a: np.ndarray | Views) -> np.ndarray:
+    """The model input of a prepared image: itself, or its views' main one."""
+    return a[a.main] if isinstance(a, Views) else a
 
 
 @dataclass
@@ -143,7 +161,7 @@ class Recognizer:
 
     def __init__(self, models: torch.nn.Module | Sequence[torch.nn.Module], cfg, vocab,
                  name: str = "", calibration: Calibration | None = None, onnx=None,
-                 orienter: Orienter | None = None):
+                 orienter: Orienter | None = None, tta: Sequence[float] | None = None):
         self.models = [models] if isinstance(models, torch.nn.Module) else list(models)
         self.model = self.models[0] if self.models else None
         self.cfg, self.vocab, self.name = cfg, vocab, name
@@ -151,17 +169,37 @@ class Recognizer:
         self.onnx = onnx
         self.orienter = orienter
         self._shipped_orienter: Orienter | None = None  # loaded by auto_rotate=True
+        self.tta: tuple[float, ...] | None = None
+        self.set_tta(tta)
+
+    def set_tta(self, scales: Sequence[float] | None) -> None:
+        """Read every image at these multiples of the input size (``TTA_SCALES``) and keep
+        the reading all of them score best; None: one view. Needs one PyTorch model (the
+        views' readings are scored by teacher forcing)."""
+        if scales is None:
+            self.tta = None
+            return
+        if len(self.models) != 1:
+            raise ValueError(f"{self.name}: test-time views need one model with its PyTorch "
+                             "weights, not an ensemble or an ONNX directory")
+        for f in scales:
+            view_config(self.cfg.data, f)  # a bad factor fails here, not mid-run
+        self.tta = tuple(float(f) for f in scales)
 
     @classmethod
     def load(cls, name_or_path: str | Path | Sequence[str | Path] = DEFAULT_MODEL,
-             backend: str = "torch", auto_rotate: bool | str | Path = False) -> Recognizer:
+             backend: str = "torch", auto_rotate: bool | str | Path = False,
+             tta: bool | Sequence[float] = False) -> Recognizer:
         """A shipped name or checkpoint (a list: an ensemble), on ``backend`` torch, onnx or
         onnx-int8. For ONNX, a checkpoint is exported once into the cache
         (``$TEXLENS_CACHE``, default ~/.cache/texlens); a directory written by
         ``texlens export --onnx`` loads on its own (greedy decoding only).
         ``auto_rotate``: True (the shipped ``orientation-small``) or an orientation model's
-        name or path turns every image upright first."""
+        name or path turns every image upright first. ``tta``: True (``TTA_SCALES``) or
+        size factors reads each image at several sizes (:meth:`set_tta`)."""
         rec = cls._load(name_or_path, backend)
+        if tta is not False:
+            rec.set_tta(TTA_SCALES if tta is True else tta)
         if auto_rotate is not False:
             from texlens.orientation import DEFAULT_ORIENTER, Orienter
             rec.orienter = Orienter.load(DEFAULT_ORIENTER if auto_rotate is True
@@ -212,13 +250,19 @@ class Recognizer:
         return self._shipped_orienter
 
     def prepare(self, image: ImageInput, name: str | None = None,
-                auto_rotate: bool | None = None) -> np.ndarray:
+                auto_rotate: bool | None = None) -> np.ndarray | Views:
         """Load and preprocess one image to the model's float input (1, H, W); turned
-        upright first when ``auto_rotate`` (default: as loaded) says so."""
+        upright first when ``auto_rotate`` (default: as loaded) says so. With test-time
+        views (``tta``), one input per view stacked in a ``Views``."""
         gray = load_image(image, name)
         orienter = self._orienter(auto_rotate)
         if orienter is not None:
             gray = rotate(gray, -self.upright_angle(gray, orienter))
+        if self.tta is not None:
+            views = Views(to_tensor_array(preprocess(gray, view_config(self.cfg.data, f)))
+                          for f in self.tta)
+            views.main = int(np.argmin([abs(f - 1) for f in self.tta]))
+            return views
         return to_tensor_array(preprocess(gray, self.cfg.data))
 
     def upright_angle(self, gray: np.ndarray, orienter: Orienter) -> int:
@@ -254,6 +298,10 @@ class Recognizer:
         ``rescore="r2l"`` (beam > 1, bidirectional models) reranks the beam's n-best by
         left-to-right plus right-to-left log-probability (texlens.decoding.combine_r2l).
         """
+        if arrays and isinstance(arrays[0], Views):
+            if beam != 1 or rescore is not None:
+                raise ValueError("test-time views (tta) read greedily: no beam or rescore")
+            return self._predict_views(arrays, batch_size, max_len)  # type: ignore[arg-type]
         check_rescore(self.models, beam, rescore)
         out: list[Prediction | None] = [None] * len(arrays)
         inked = []
@@ -292,6 +340,39 @@ class Recognizer:
             if midtone_share(arrays[i]) > MIDTONE_MAX:
                 out[i].confidence = 0.0  # type: ignore[union-attr]
         return out  # type: ignore[return-value]
+
+    @torch.no_grad()
+    def _predict_views(self, inputs: Sequence[Views], batch_size: int,
+                       max_len: int | None) -> list[Prediction]:
+        """Each view read greedily; each image's distinct readings scored by every view,
+        the best summed log-probability kept. Its token probabilities are the views'
+        geometric means; ``nbest`` lists the readings by mean score."""
+        n_views = len(inputs[0])
+        readings = [self.predict_arrays([v[j] for v in inputs], batch_size, max_len)
+                    for j in range(n_views)]
+        out = []
+        for i, views in enumerate(inputs):
+            if looks_blank(views[0]):
+                out.append(readings[0][i])
+                continue
+            cands = list(dict.fromkeys(tuple(r[i].tokens) for r in readings))
+            ids = [[self.vocab.stoi[t] for t in c] for c in cands]
+            per_token = [torch.zeros(len(q) + 1) for q in ids]
+            for view in views:
+                batch = collate([{"image": view, "ids": [0], "index": 0}] * len(ids))
+                for acc, lp in zip(per_token, sequence_logprobs(
+                        self.model, batch["images"], batch["mask"], ids), strict=True):
+                    acc += lp
+            totals = [float(t.sum()) / n_views for t in per_token]
+            order = sorted(range(len(cands)), key=lambda c: -totals[c])
+            best = order[0]
+            pred = self._prediction([*ids[best], Vocab.eos_id],
+                                    (per_token[best] / n_views).exp().tolist())
+            pred.nbest = [(join(list(cands[c])), totals[c]) for c in order]
+            if midtone_share(views[0]) > MIDTONE_MAX:
+                pred.confidence = 0.0
+            out.append(pred)
+        return out
 
     def _prediction(self, ids: list[int], probs: list[float]) -> Prediction:
         """Output ids (through <eos>, if it came) and the probability of each -> Prediction.

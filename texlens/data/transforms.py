@@ -14,6 +14,7 @@ inputs that were not (see :func:`normalise_ink`).
 from __future__ import annotations
 
 import os
+from dataclasses import replace
 from functools import partial
 
 # albumentations asks PyPI for a newer version on import; texlens works offline, and on a
@@ -94,6 +95,17 @@ def input_settings(cfg: DataConfig) -> dict[str, object]:
     keys = ("size_mode", "height", "width", "scale", "max_width", "ink_height",
             "ink_tolerance")
     return {k: getattr(cfg, k) for k in keys}
+
+
+def view_config(cfg: DataConfig, factor: float) -> DataConfig:
+    """The input settings of a test-time view ``factor`` times the model's input size: in
+    ``scale`` mode the scale (the height cap stays), else the height (and a fixed width)."""
+    if factor <= 0:
+        raise ValueError(f"a view's size factor must be positive, not {factor}")
+    if cfg.size_mode == "scale":
+        return replace(cfg, scale=cfg.scale * factor)
+    width = round(cfg.width * factor) if cfg.size_mode == "fixed" else cfg.width
+    return replace(cfg, height=max(8, round(cfg.height * factor)), width=width)
 
 
 def preprocess(gray: np.ndarray, cfg: DataConfig) -> np.ndarray:

@@ -192,7 +192,10 @@ def _typeset(formulas: list[str], font: str, dpi: int, display: bool, workdir: P
         done = len(re.findall(rb"\[\d+", e.stdout or b""))
         stuck = min(done, len(formulas) - 1)
         out: list[np.ndarray | RenderFailure | None] = [None] * len(formulas)
-        out[stuck] = RenderFailure(f"latex ran past {timeout:.0f} s")
+        # Alone, with the whole limit to itself: a slow formula on a busy machine is not
+        # a hanging one (the others are run again).
+        out[stuck] = (RenderFailure(f"latex ran past {timeout:.0f} s") if len(formulas) == 1
+                      else _typeset([formulas[stuck]], font, dpi, display, workdir, timeout)[0])
         return out
     log_path = workdir / f"{job}.log"
     log = log_path.read_text(encoding="utf-8", errors="replace") if log_path.exists() else ""
@@ -238,7 +241,7 @@ def render_tex(formulas: Sequence[str], font: str = "cm", dpi: int = 150,
 
     Per formula: a uint8 ink coverage map (255 = ink, 0 = paper) cropped to the ink,
     or a RenderFailure. ``display`` sets display style (``\\displaystyle``), else
-    inline (text) style. ``timeout`` bounds one latex run (default: 10 s + 50 ms per
+    inline (text) style. ``timeout`` bounds one latex run (default: 20 s + 200 ms per
     formula); a formula that hangs TeX fails alone.
     """
     preamble(font)  # an unknown family is an error before any work
@@ -250,7 +253,7 @@ def render_tex(formulas: Sequence[str], font: str = "cm", dpi: int = 150,
     pending = [i for i, r in enumerate(results) if r is None]
     with tempfile.TemporaryDirectory(prefix="texlens-tex-") as tmp:
         while pending:
-            limit = timeout if timeout is not None else 10.0 + 0.05 * len(pending)
+            limit = timeout if timeout is not None else 20.0 + 0.2 * len(pending)
             got = _typeset([formulas[i] for i in pending], font, dpi, display, Path(tmp), limit)
             for i, r in zip(pending, got, strict=True):
                 results[i] = r
