@@ -52,10 +52,10 @@ def test_a_bad_formula_fails_alone():
 
 
 @needs_tex
-def test_an_environment_left_open_fails_alone_not_the_last_formula():
-    # TeX reports the open environment at \end{document}, after the last formula; the
-    # blame goes to the formula that opened it, and the last one still typesets.
-    out = render_tex(["x", r"\begin{aligned} a & b", "y", "z"])
+def test_an_error_at_the_end_of_the_run_does_not_blame_the_last_formula():
+    # LaTeX's \aligned without \begin passes the precheck; TeX reports its own error and,
+    # at \end{document} after the last formula, its aftermath: not that formula's fault.
+    out = render_tex(["x", r"\aligned a & b", "y", "z"])
     assert isinstance(out[1], RenderFailure)
     assert all(isinstance(out[i], np.ndarray) for i in (0, 2, 3)), out
 
@@ -77,11 +77,14 @@ def test_display_is_taller_than_inline_and_dpi_scales():
 
 def test_faults_that_would_spill_into_the_next_page_fail_before_tex():
     # None of these reaches latex (there is nothing left to typeset), so no TeX needed.
-    out = render_tex([r"\frac{a}{b}}", r"}{", r"\sqrt{x", "  ", r"a $ b", "a\nb"])
+    out = render_tex([r"\frac{a}{b}}", r"}{", r"\sqrt{x", "  ", r"a $ b", "a\nb",
+                      r"\begin{bmatrix} a \end{matrix}", r"\begin{cases} a"])
     assert [o.message for o in out] == [
         "unbalanced braces: '}' without '{'", "unbalanced braces: '}' without '{'",
         "unbalanced braces: '{' without '}'", "empty formula", "'$' inside the formula",
-        "line break inside the formula"]
+        "line break inside the formula",
+        r"\end{matrix} does not close the environment open there",
+        r"\begin{cases} is never closed"]
     with pytest.raises(ValueError, match="unknown TeX font family 'comic'"):
         render_tex(["x"], font="comic")
 

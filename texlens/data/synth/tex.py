@@ -62,7 +62,7 @@ FONTS: dict[str, str] = {
 # TeX wraps log lines at 79 characters; unwrapped, one error is one line.
 _TEX_ENV = {"max_print_line": "100000", "error_line": "254", "half_error_line": "238"}
 _ERROR = re.compile(r"^(.*?):(\d+): (.*)$")
-_OPENED = re.compile(r"\\begin\{[^}]*\} on input line (\d+) ended by")
+_ENVIRONMENT = re.compile(r"\\(begin|end)\s*\{([^}]*)\}")
 
 
 def preamble(font: str) -> str:
@@ -112,7 +112,17 @@ def _precheck(formula: str) -> str | None:
         depth += (c == "{") - (c == "}")
         if depth < 0:
             return "unbalanced braces: '}' without '{'"
-    return "unbalanced braces: '{' without '}'" if depth else None
+    if depth:
+        return "unbalanced braces: '{' without '}'"
+    # A mismatched environment throws TeX's error recovery off the one-page-per-formula
+    # layout (and can run it for a minute): \begin{bmatrix} ... \end{matrix}.
+    opened: list[str] = []
+    for kind, name in _ENVIRONMENT.findall(formula):
+        if kind == "begin":
+            opened.append(name)
+        elif not opened or opened.pop() != name:
+            return f"\\end{{{name}}} does not close the environment open there"
+    return f"\\begin{{{opened[-1]}}} is never closed" if opened else None
 
 
 def _document(formulas: Sequence[str], font: str, display: bool) -> tuple[str, list[int]]:
@@ -150,13 +160,10 @@ def _errors(log: str, job: str, starts: list[int]) -> tuple[dict[int, str], str 
             return per, _short(f"{where}:{lineno}: {msg}")
         # A macro argument is read to its end before it runs, so TeX may name the last
         # line of the block (or, for \end{document}, a line after it): the block at or
-        # before the line is the culprit. An environment left open is reported at
-        # \end{document}, but the message names the line that opened it: that block.
-        opened = _OPENED.search(msg)
-        if opened and int(opened.group(1)) >= starts[0]:
-            lineno = int(opened.group(1))
-        elif lineno >= starts[-1] + 3 and per:
-            continue  # at \end{document}, after an earlier error: its aftermath
+        # before the line is the culprit; but an error at \end{document} after an earlier
+        # one is that one's aftermath, not the last formula's fault.
+        if lineno >= starts[-1] + 3 and per:
+            continue
         pos = int(np.searchsorted(starts, lineno, side="right")) - 1
         per.setdefault(pos, _short(msg))
     return per, None
