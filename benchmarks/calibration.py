@@ -1,7 +1,7 @@
 """How well a model's formula confidence predicts that the formula is right.
 
     python benchmarks/calibration.py --model printed-small --fit data/printed/val-synth \
-        --test data/printed/test-synth [--test DIR ...] [--write] [--threads 1]
+        --test data/printed/test-synth [--test DIR ...] [--write] [--threads 1] [--tta]
     python benchmarks/calibration.py --model handwritten-small --crossfit data/crohme/test2014
 
 Greedy-decodes each set once (cached in outputs/calibration/), then compares candidate
@@ -10,7 +10,8 @@ score's logit, fitted on --fit, or in 2 folds on --crossfit and scored on the ot
 fold): the geometric mean of the token probabilities (the old confidence), their
 product (the sequence probability) and their minimum (the <eos> included). It prints
 ECE (10 equal-width bins), AUROC, and accuracy above/below the threshold, and draws
-the reliability diagram to outputs/calibration-MODEL.png. --write stores the Platt
+the reliability diagram to outputs/calibration-MODEL.png. --tta decodes with test-time
+views (Recognizer.tta). --write stores the Platt
 parameters of the minimum next to the shipped weights (NAME.calibration.json), which
 Recognizer reads.
 """
@@ -37,7 +38,8 @@ def collect(rec: Recognizer, data: Path, model: str) -> dict:
     # Keyed by the weights' bytes too: a shipped name outlives the file it names.
     digest = hashlib.sha1(resolve_model(model).read_bytes()).hexdigest()[:10]
     cache = (ROOT / "outputs" / "calibration" /
-             f"{Path(model).stem}-{digest}--{data.as_posix().replace('/', '_')}.json")
+             f"{Path(model).stem}-{digest}{'-tta' if rec.tta else ''}--"
+             f"{data.as_posix().replace('/', '_')}.json")
     if cache.is_file():
         return json.loads(cache.read_text())
     samples, _ = list_samples(data)
@@ -141,11 +143,12 @@ def main() -> None:
     ap.add_argument("--score", default="product", choices=["product", "min", "geo_mean"],
                     help="the score Recognizer uses (drawn, and stored by --write)")
     ap.add_argument("--write", action="store_true", help="store the fitted mapping")
+    ap.add_argument("--tta", action="store_true", help="decode with test-time views")
     args = ap.parse_args()
     if not (args.fit or args.crossfit):
         ap.error("give --fit DIR or --crossfit DIR")
     torch.set_num_threads(args.threads)
-    rec = Recognizer.load(args.model)
+    rec = Recognizer.load(args.model, tta=args.tta)
     curves = {}
     if args.fit:
         fit = collect(rec, args.fit, args.model)
