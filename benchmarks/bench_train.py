@@ -1,13 +1,14 @@
 """Training throughput (images/s) of a config on this machine.
 
     python benchmarks/bench_train.py CONFIG [--steps 40] [--threads 2] [--set key=value ...]
-        [--channels-last] [--bf16] [--compile]
+        [--channels-last] [--bf16] [--compile] [--lightning]
 
 Runs the real training step (data loading and augmentation with the config's
 workers, encoder, teacher-forced decoder, loss, backward, AdamW) on the config's
 training data, outside Lightning, and reports images/s over ``--steps`` steps after
 5 warm-up steps. The switches try CPU speed-ups: channels-last memory format,
-bfloat16 autocast, torch.compile.
+bfloat16 autocast, torch.compile. ``--lightning`` instead times the same steps inside
+``texlens train``'s Lightning run (texlens.train.run.train), to check the two agree.
 """
 
 from __future__ import annotations
@@ -41,6 +42,29 @@ def endless(loader):
         yield from loader
 
 
+def lightning_rate(cfg, steps: int) -> float:
+    """images/s of steps WARMUP..WARMUP+steps of a real `texlens train` run of ``cfg``."""
+    import lightning as L
+
+    from texlens.train.run import train
+
+    class Clock(L.Callback):
+        def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+            if trainer.global_step == WARMUP:
+                self.t0, self.n = time.perf_counter(), 0
+            elif trainer.global_step > WARMUP:
+                self.n += batch["ids"].shape[0]
+            if trainer.global_step == WARMUP + steps:
+                self.rate = self.n / (time.perf_counter() - self.t0)
+
+    clock = Clock()
+    cfg.train.max_steps, cfg.train.val_every_steps = WARMUP + steps, 0
+    cfg.data.val_limit, cfg.train.init_from, cfg.train.freeze = 16, None, []
+    cfg.train.out_dir = str(ROOT / "outputs" / "bench_train_lightning")
+    train(cfg, callbacks=[clock])
+    return clock.rate
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -51,9 +75,16 @@ def main() -> None:
     ap.add_argument("--channels-last", action="store_true")
     ap.add_argument("--bf16", action="store_true")
     ap.add_argument("--compile", action="store_true")
+    ap.add_argument("--lightning", action="store_true")
     args = ap.parse_args()
     cfg = load_config(args.config, args.overrides)
     torch.set_num_threads(args.threads)
+    if args.lightning:
+        cfg.train.threads = args.threads
+        rate = lightning_rate(cfg, args.steps)
+        print(f"{args.config} {' '.join(args.overrides)} (Lightning)".strip())
+        print(f"  {rate:.1f} images/s ({args.steps} steps, {args.threads} threads)")
+        return
     torch.manual_seed(0)
     vocab = build_vocab(cfg)
     # The same scan as training: it records each image's size, which the size-bucketed
