@@ -38,6 +38,17 @@ def examples(model: str) -> tuple[Path, list[Path], dict[str, int]]:
     return folder, files, lengths
 
 
+def cpu_name() -> str:
+    """The CPU's model name: latency figures differ between hosts of the same VM size."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
 def time_backend(rec: Recognizer, files: list[Path], lengths: dict[str, int], runs: int
                  ) -> dict:
     one = min(files, key=lambda f: abs(lengths.get(f.stem, 0) - 30))
@@ -71,7 +82,7 @@ def main() -> None:
     args = ap.parse_args()
     torch.set_num_threads(args.threads)  # onnxruntime sessions take the same count
     models = args.model or ["printed-small", "handwritten-small"]
-    print(f"threads: {args.threads}, cpu: {platform.processor() or platform.machine()}, "
+    print(f"threads: {args.threads}, cpu: {cpu_name()} x {os.cpu_count()}, "
           f"torch {torch.__version__}, load average {os.getloadavg()[0]:.1f}")
     print("| model | backend | batch 1 (median, p90) | tokens | batch 32 |")
     print("|---|---|---|---|---|")
