@@ -11,7 +11,14 @@ from typer.testing import CliRunner
 
 from texlens.cli import app
 from texlens.config import config_to_dict, load_config
-from texlens.train.ablate import AblationError, load_spec, plan, select_arms, unit_state
+from texlens.train.ablate import (
+    AblationError,
+    eval_recipe,
+    load_spec,
+    plan,
+    select_arms,
+    unit_state,
+)
 from texlens.train.ablate_report import beyond_spread, mean_curve
 
 runner = CliRunner()
@@ -109,6 +116,18 @@ def test_arm_selection_runs_only_those_arms(tmp_path, base_cfg):
     assert result.exit_code == 0 and "lr" in result.output and "beam2" not in result.output
     result = runner.invoke(app, ["ablate", str(path), "--arm", "nope"])
     assert result.exit_code == 2 and "no arm 'nope'" in result.output
+
+
+def test_eval_max_tokens_is_part_of_the_scoring_recipe(tmp_path, base_cfg):
+    spec = load_spec(write_spec(tmp_path / "s.yaml", base=str(base_cfg), eval_max_tokens=5,
+                                out=str(tmp_path / "out"), arms={"base": []}))
+    unit = plan(spec)[0]
+    assert spec.eval_max_tokens == 5 and eval_recipe(spec, unit)["eval_max_tokens"] == 5
+    plain = load_spec(write_spec(tmp_path / "p.yaml", base=str(base_cfg),
+                                 out=str(tmp_path / "out"), arms={"base": []}))
+    assert "eval_max_tokens" not in eval_recipe(plain, plan(plain)[0])  # old results stay valid
+    msg = spec_error(tmp_path, base_cfg, arms={"base": []}, eval_max_tokens=-1)
+    assert "eval_max_tokens" in msg
 
 
 SPECS = sorted((Path(__file__).parents[1] / "configs" / "ablations").glob("*.yaml"))

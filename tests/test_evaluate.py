@@ -113,6 +113,12 @@ def test_limit_counts_listed_lines(dataset):
     assert m["n"] == 3 and m["sentence_acc"] == pytest.approx(2 / 3)
 
 
+def test_max_tokens_keeps_short_captions_only(dataset):
+    # Caption tokens as written: raw (1), oov (2), gone (1), broken (1); the rest are longer.
+    m = evaluate(StubRecognizer(ANSWERS), dataset, max_tokens=2)["metrics"]
+    assert m["n"] == 4 and m["sentence_acc"] == pytest.approx(1 / 4)
+
+
 # -- TeX metrics ------------------------------------------------------------------------
 
 def fake_render(calls: list):

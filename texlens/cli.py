@@ -161,6 +161,8 @@ def evaluate(
         help="Per-sample TSV (key, prediction, truth); default next to --json.")] = None,
     on_error: Annotated[str, typer.Option(help="skip or stop on bad samples.")] = "skip",
     limit: Annotated[int, typer.Option(help="Evaluate only the first N samples.")] = 0,
+    max_tokens: Annotated[int, typer.Option(
+        min=0, help="Only the lines whose caption has at most N tokens (0: all).")] = 0,
     render: Annotated[bool | None, typer.Option(
         "--render/--no-render", help="TeX metrics (render_match, compiles); default: on "
         "when TeX is installed.")] = None,
@@ -199,7 +201,7 @@ def evaluate(
             task = prog.add_task("evaluating", total=None)
             result = run_eval(rec, data, batch_size, on_error, limit, beam=beam,
                               progress=lambda k: prog.advance(task, k), render=render,
-                              rescore=rescore)
+                              rescore=rescore, max_tokens=max_tokens)
     except (ValueError, *_known_errors()) as e:
         _fail(str(e))
     for p in result["problems"][:20]:

@@ -98,7 +98,7 @@ def tex_unavailable() -> str | None:
 def evaluate(rec: Recognizer, data: str | Path, batch_size: int = 16, on_error: str = "skip",
              limit: int = 0, beam: int = 1,
              progress: Callable[[int], None] | None = None, render: bool = False,
-             rescore: str | None = None) -> dict:
+             rescore: str | None = None, max_tokens: int = 0) -> dict:
     """Returns {"metrics": {...}, "by_length": [...], "by_height": [...],
     "by_symbol_size": [...], "rows": [...], "problems": [...]}; ``by_height`` groups the
     readable images by their pixel height before resizing, ``by_symbol_size`` by the
@@ -109,10 +109,14 @@ def evaluate(rec: Recognizer, data: str | Path, batch_size: int = 16, on_error: 
     module docstring for how each is counted. With ``on_error="stop"`` any of them,
     found before decoding, raises DatasetError instead. ``render`` adds the TeX metrics
     (:func:`render_scores`). ``rescore`` as in ``Recognizer.predict_arrays``.
+    ``max_tokens`` keeps only the lines whose caption has at most that many tokens (a
+    subset defined by the truth alone, so every model is scored on the same lines).
     """
     if rescore is not None:  # refused before the images are read
         check_rescore(rec.models, beam, rescore)
     samples, excluded = list_samples(data)
+    if max_tokens:
+        samples = [s for s in samples if len(s.tokens) <= max_tokens]
     samples = samples[:limit] if limit else samples
     found = list(excluded)
     for s in samples:

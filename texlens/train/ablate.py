@@ -8,6 +8,7 @@ each arm gets the same), the seeds, the data every model is scored on, and the a
     set: [train.max_steps=900, train.val_every_steps=100]
     seeds: [0, 1]
     eval_data: [data/printed/val-real]     # default: the base config's data.val
+    eval_max_tokens: 10                    # score only captions this short (default: all)
     metric: sentence_acc                   # what the difference to the base is taken on
     arms:
       base: [train.keep_checkpoints=3]     # the reference (or name another: baseline: NAME)
@@ -49,7 +50,8 @@ import yaml
 
 from texlens.config import ConfigError, load_config
 
-SPEC_KEYS = ("base", "set", "seeds", "arms", "eval_data", "metric", "baseline", "out")
+SPEC_KEYS = ("base", "set", "seeds", "arms", "eval_data", "eval_max_tokens", "metric",
+             "baseline", "out")
 ARM_KEYS = ("set", "seeds", "reuse", "beam", "rescore", "average", "ensemble")
 # Metrics of texlens.metrics.compute_all an arm can be compared on; lower is better for
 # the error rates.
@@ -103,6 +105,7 @@ class AblationSpec:
     metric: str = "sentence_acc"
     baseline: str = "base"
     out: Path = Path("runs/ablate")
+    eval_max_tokens: int = 0  # 0: every line of eval_data
 
 
 @dataclass(frozen=True)
@@ -245,6 +248,7 @@ def load_spec(path: str | Path) -> AblationSpec:
         raise AblationError(f"{path}: eval_data: expected a list of dataset directories, "
                             f"got {data!r}")
     spec.eval_data = data
+    spec.eval_max_tokens = _count(raw, "eval_max_tokens", str(path), 0)
     return spec
 
 
@@ -310,8 +314,11 @@ def eval_recipe(spec: AblationSpec, unit: Unit) -> dict:
     arm = spec.arms[unit.arm]
     recipe = {"models": [train_recipe(spec, u) for u in sources(spec, unit)],
               "average": arm.average, "beam": arm.beam, "eval_data": spec.eval_data}
-    if arm.rescore:  # only when set: results scored before the key existed stay valid
+    # Only when set: results scored before these keys existed stay valid.
+    if arm.rescore:
         recipe["rescore"] = arm.rescore
+    if spec.eval_max_tokens:
+        recipe["eval_max_tokens"] = spec.eval_max_tokens
     return recipe
 
 
@@ -422,7 +429,8 @@ def evaluate_unit(spec: AblationSpec, unit: Unit) -> dict:
         save_model(models[0], model, cfg, vocab, extra={"averaged_from": [str(k) for k in kept]})
     rec = Recognizer.load(models)
     t0 = time.monotonic()
-    scores = {d: evaluate(rec, d, beam=arm.beam, rescore=arm.rescore)["metrics"]
+    scores = {d: evaluate(rec, d, beam=arm.beam, rescore=arm.rescore,
+                          max_tokens=spec.eval_max_tokens)["metrics"]
               for d in spec.eval_data}
     train = [read_json(u.dir / "train.json") or {} for u in srcs]
     result = {"arm": unit.arm, "seeds": list(unit.seeds), "models": [str(m) for m in models],

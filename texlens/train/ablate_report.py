@@ -109,7 +109,9 @@ def table_markdown(spec: AblationSpec) -> str:
         "reports that arm's.", ""]
     for data in spec.eval_data:
         n = next((r["eval"][data]["n"] for a in arms.values() for r in a.results), None)
-        lines += [f"## {data}" + (f" ({n} samples)" if n is not None else ""), ""]
+        short = (f", captions of at most {spec.eval_max_tokens} tokens"
+                 if spec.eval_max_tokens else "")
+        lines += [f"## {data}" + (f" ({n} samples{short})" if n is not None else ""), ""]
         header = ["arm", "what", "n", *(NAMES.get(k, k) for k in metrics), f"Δ {m}",
                   "beyond spread", "steps", "train min"]
         lines += ["| " + " | ".join(header) + " |",
