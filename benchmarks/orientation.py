@@ -55,19 +55,30 @@ def classifier_rows(orienter: Orienter, data: Path, seed: int,
     grays = [load_image(s.image) for s in samples]
     n = len(ANGLES)
     # Balanced copy: image i at angle j is row i * 4 + j.
-    canv = np.stack([canvas(rotate(g, a), orienter.cfg.canvas) for g in grays for a in ANGLES])
+    turned = [rotate(g, a) for g in grays for a in ANGLES]
+    canv = np.stack([canvas(t, orienter.cfg.canvas) for t in turned])
     truth = np.tile(np.arange(n), len(grays))
     heur = np.array([ANGLES.index(aspect_heuristic(rotate(g, a))) for g in grays for a in ANGLES])
     prior = orienter.prior if orienter.prior is not None else np.full(n, 1 / n)
     one = np.arange(len(grays)) * n + draw_labels(len(grays), prior, np.random.default_rng(seed))
-    rules = {"tta + prior (shipped)": (True, orienter.prior), "tta, no prior": (True, None),
-             "one look + prior": (False, orienter.prior), "one look, no prior": (False, None)}
+    # (test-time rotations, prior, encoder scorer); the first is the shipped rule.
+    rules = {"tta + prior (shipped)": (True, orienter.prior, True),
+             "tta + prior, no scorer": (True, orienter.prior, False),
+             "tta, no prior": (True, None, True),
+             "one look + prior": (False, orienter.prior, False),
+             "one look, no prior": (False, None, False)}
+    if orienter.scorer is None:
+        rules = {k: v for k, v in rules.items() if k != "tta + prior, no scorer"}
+    t0 = time.perf_counter()
+    scored = orienter.scorer_evidence(turned)  # once: the rules differ in how they add it
+    scorer_ms = 1000 * (time.perf_counter() - t0) / len(turned)
     rows, confusion = [], {}
-    for rule, (tta, pr) in rules.items():
+    for rule, (tta, pr, with_scorer) in rules.items():
         o = Orienter(orienter.model, orienter.cfg, pr, tta)
         t0 = time.perf_counter()
-        pred = o.probs(canv).argmax(-1)
-        ms = 1000 * (time.perf_counter() - t0) / len(canv)
+        evidence = o.evidence(canv) + (scored if with_scorer else 0.0)
+        pred = o.decide(evidence).argmax(-1)
+        ms = 1000 * (time.perf_counter() - t0) / len(canv) + (scorer_ms if with_scorer else 0)
         for copy, idx in (("balanced", slice(None)), ("imbalanced", one)):
             s = classification(truth[idx], pred[idx])
             rows.append({"data": data.name, "copy": copy, "rule": rule, "ms_per_image": ms, **s})

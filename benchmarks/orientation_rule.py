@@ -96,11 +96,14 @@ def main() -> None:
     samples, _ = read_layout(args.data)
     samples = samples[:args.limit or None]
     grays = [load_image(s.image) for s in samples]
-    canv = np.stack([canvas(rotate(g, a), orienter.cfg.canvas) for g in grays for a in ANGLES])
+    turned = [rotate(g, a) for g in grays for a in ANGLES]
+    # The classifier's evidence, plus the encoder scorer's when the file has one.
+    evidence = (orienter.evidence(np.stack([canvas(t, orienter.cfg.canvas) for t in turned]))
+                + orienter.scorer_evidence(turned))
     probs = {}
     for name, prior in (("on", orienter.prior), ("off", None)):
         o = Orienter(orienter.model, orienter.cfg, prior, orienter.tta)
-        probs[name] = o.probs(canv).reshape(len(grays), len(ANGLES), len(ANGLES))
+        probs[name] = o.decide(evidence).reshape(len(grays), len(ANGLES), len(ANGLES))
     score, right = readings(rec, grays, [list(s.tokens) for s in samples])
     rows = grid(probs, score, right)
     alone = {r["prior"]: r for r in rows if r["weight"] == 0}
@@ -128,7 +131,8 @@ def main() -> None:
     if args.write:
         o = Orienter(orienter.model, orienter.cfg,
                      orienter.prior if chosen["prior"] == "on" else None, orienter.tta,
-                     info=orienter.info, reread=chosen["weight"], reread_below=chosen["below"])
+                     info=orienter.info, reread=chosen["weight"], reread_below=chosen["below"],
+                     scorer=orienter.scorer)
         o.save(args.write, extra={"rule_chosen_on": str(args.data), "rule_model": args.model})
         print(f"\nwrote the rule to {args.write}")
 

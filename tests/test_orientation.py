@@ -3,18 +3,21 @@
 from __future__ import annotations
 
 import dataclasses
+import shutil
 from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
 import torch
+from conftest import tiny_model_config
 from typer.testing import CliRunner
 
 from texlens import metrics
-from texlens.checkpoint import WEIGHTS_DIR, CheckpointError
+from texlens.checkpoint import WEIGHTS_DIR, CheckpointError, save_model
 from texlens.cli import app
 from texlens.config import (
+    Config,
     ConfigError,
     OrientationConfig,
     OrientationDataConfig,
@@ -36,6 +39,7 @@ from texlens.data.orientation import (
 )
 from texlens.data.splits import expression, expression_split
 from texlens.models.orientation import OrientationNet, StemOrientationNet, ink_mean_pool
+from texlens.models.satrn import build_model
 from texlens.orientation import (
     DEFAULT_ORIENTER,
     Orienter,
@@ -43,7 +47,16 @@ from texlens.orientation import (
     combine_rotations,
 )
 from texlens.recognizer import Recognizer
-from texlens.train.orientation import build, fit, heuristic_scores, stratified_group_folds
+from texlens.tokens import Vocab
+from texlens.train.orientation import (
+    build,
+    fit,
+    fit_scorer,
+    heuristic_scores,
+    make_scorer,
+    scorer_from,
+    stratified_group_folds,
+)
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 SHIPPED = (WEIGHTS_DIR / f"{DEFAULT_ORIENTER}.pt").is_file()
@@ -220,10 +233,10 @@ def test_orienter_round_trip(tmp_path):
     orienter.save(path)
     back = Orienter.load(path)
     assert back.cfg == cfg and back.prior.tolist() == pytest.approx([0.7, 0.1, 0.1, 0.1])
-    canv = np.stack([canvas(np.eye(20, 40, dtype=np.uint8) * 255, 32)] * 2)
-    p = orienter.probs(canv)
+    grays = [np.eye(20, 40, dtype=np.uint8) * 255] * 2
+    p = orienter.angle_probs(grays)
     assert p.shape == (2, 4) and np.allclose(p.sum(-1), 1)
-    assert np.allclose(back.probs(canv), p, atol=1e-2)  # stored in float16
+    assert np.allclose(back.angle_probs(grays), p, atol=1e-2)  # stored in float16
     blank = np.zeros((20, 40), np.uint8)
     assert back.predict([blank]) == [0] and back.predict([]) == []
 
@@ -355,3 +368,71 @@ def test_auto_rotate_through_the_api_and_the_cli(tmp_path, shipped):
     assert result.exit_code == 1 and "missing.png: file not found" in result.output
     with pytest.raises(CheckpointError, match="an orientation model"):
         Recognizer.load(DEFAULT_ORIENTER)
+
+
+# -- the encoder scorer ----------------------------------------------------------------
+
+def formula_like(seed: int = 0) -> np.ndarray:
+    """Strokes with no rotational symmetry: a different image at every quarter turn."""
+    rng = np.random.default_rng(seed)
+    g = np.zeros((30, 70), np.uint8)
+    for _ in range(6):
+        x0, y0, x1, y1 = (int(v) for v in rng.integers([0, 0, 0, 0], [70, 30, 70, 30]))
+        cv2.line(g, (x0, y0), (x1, y1), 255, 2)
+    cv2.rectangle(g, (2, 2), (12, 27), 255, -1)  # a block at the left end
+    return g
+
+
+def tiny_recogniser(path: Path) -> Path:
+    torch.manual_seed(0)
+    cfg = Config(model=tiny_model_config())
+    vocab = Vocab([f"t{i}" for i in range(6)])
+    save_model(path, build_model(cfg.model, len(vocab)), cfg, vocab)
+    return path
+
+
+def test_scorer_reads_turns_consistently(tmp_path):
+    scorer = scorer_from(tiny_recogniser(tmp_path / "rec.pt"))
+    torch.manual_seed(1)
+    for p in scorer.net.head.parameters():
+        torch.nn.init.normal_(p)
+    g = formula_like()
+    lp = scorer.log_probs([g, rotate(g, 90), rotate(g, 180)])
+    assert np.allclose(np.exp(lp).sum(-1), 1)
+    # One quarter turn more: the evidence for angle a moves to a + 1.
+    assert np.allclose(lp[1], np.roll(lp[0], 1), atol=1e-5)
+    assert np.allclose(lp[2], np.roll(lp[0], 2), atol=1e-5)
+    assert not np.allclose(lp[0], lp[0].mean())  # it has an opinion
+
+
+def test_fit_scorer_learns_which_turn_is_upright(tmp_path):
+    scorer = scorer_from(tiny_recogniser(tmp_path / "rec.pt"))
+    d = scorer.net.mu.numel()
+    torch.manual_seed(0)
+    feats = torch.randn(64, 4, d)
+    feats[:, 0, :5] += 3.0  # the upright turn differs in a few features
+    assert fit_scorer(scorer, feats, epochs=30) == 1.0
+    assert bool((scorer.net.sd > 0).all()) and not scorer.net.training
+
+
+def test_make_scorer_writes_an_orienter_that_loads(tmp_path, synth_master):
+    cfg = OrientationModelConfig(canvas=32, widths=[8, 16])
+    base = tmp_path / "o.pt"
+    Orienter(OrientationNet(cfg.widths), cfg, prior=[0.7, 0.1, 0.1, 0.1],
+             reread=4.0, reread_below=0.9).save(base)
+    lines = (synth_master / "caption.txt").read_text(encoding="utf-8").splitlines()
+    train, val = tmp_path / "train", tmp_path / "val"
+    for d, part in ((train, lines[:9]), (val, lines[8:])):  # one line in both
+        shutil.copytree(synth_master, d)
+        (d / "caption.txt").write_text("\n".join(part) + "\n", encoding="utf-8")
+    out = tmp_path / "o-scorer.pt"
+    summary = make_scorer(base, str(tiny_recogniser(tmp_path / "rec.pt")), [train], 0, val,
+                          out, log=lambda line: None)
+    # The line shared with validation is not trained on.
+    assert summary["n_train"] == 8 and summary["n_val"] == 4
+    back = Orienter.load(out)
+    assert back.scorer is not None and back.scorer.weight == summary["weight"]
+    assert back.reread == 4.0 and back.reread_below == 0.9  # the rest of the rule is kept
+    assert back.angle_probs([formula_like()]).shape == (1, 4)
+    back.save(tmp_path / "again.pt")
+    assert Orienter.load(tmp_path / "again.pt").scorer.weight == back.scorer.weight

@@ -993,6 +993,37 @@ def orientation_train(
           f"macro F1 {summary['val_macro_f1']:.4f}")
 
 
+@orientation_app.command("scorer")
+def orientation_scorer(
+    out: Annotated[Path, typer.Option(help="Orientation model file to write (.pt).")],
+    train: Annotated[list[Path], typer.Option(
+        help="Dataset directory of upright images to train the scorer on; repeatable.")],
+    val: Annotated[Path, typer.Option(help="Validation dataset: chooses the scorer's weight "
+                                      "(its expressions are never trained on).")],
+    orienter: Annotated[str, typer.Option(help="Orientation model to add the scorer to.")] =
+        "orientation-small",
+    model: Annotated[str, typer.Option(help="SATRN recogniser whose encoder is used.")] =
+        "handwritten-small",
+    n: Annotated[int, typer.Option(min=0, help="Training images drawn (0: all).")] = 4000,
+    seed: int = 0,
+    threads: Annotated[int, typer.Option(min=1, help="torch threads.")] = 1,
+) -> None:
+    """Add an encoder scorer to an orientation model: the recogniser's frozen encoder reads
+    every quarter turn and a small head learns which looks upright (texlens/orientation.py)."""
+    import torch
+
+    from texlens.train.orientation import make_scorer
+    torch.set_num_threads(threads)
+    try:
+        summary = make_scorer(orienter, model, train, n, val, out, seed, _log)
+    except (ValueError, *_known_errors()) as e:
+        _fail(str(e))
+    best = max(summary["grid"], key=lambda r: r["weight"] == summary["weight"])
+    print(f"wrote {out} ({out.stat().st_size / 1e6:.2f} MB): scorer on {summary['n_train']} "
+          f"images (training accuracy {summary['train_accuracy']:.4f}), weight "
+          f"{summary['weight']:g}, validation macro F1 {best['macro_f1']:.4f}")
+
+
 @orientation_app.command("predict")
 def orientation_predict(
     paths: Annotated[list[str], typer.Argument(help="Image files, directories or globs.")],

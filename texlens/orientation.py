@@ -18,6 +18,13 @@ Two things make its answers steadier than one look at the image:
   cost on upright inputs low. ``prior=None``
   decides as if the angles were equally likely.
 
+A second opinion can be stored with the classifier (``scorer``, an
+:class:`texlens.models.orientation.EncoderScorer`): a recogniser's frozen encoder reads
+each quarter turn of the image at the recogniser's own scale, and a small head scores how
+upright each looks. Its log-probability for the turn that undoes an angle, times
+``scorer_weight`` (chosen on validation), is added to the classifier's evidence for that
+angle, before the prior.
+
 And one thing the recogniser adds (``reread``, used by ``Recognizer`` with
 ``auto_rotate``): the classifier's hard cases are an image and its half turn (180 read as
 0, 90 as 270), where a recogniser tells sense from nonsense. When the classifier's best
@@ -41,10 +48,18 @@ import torch
 from torch import nn
 
 from texlens.checkpoint import CheckpointError, atomic_save, find_weights
-from texlens.config import ConfigError, OrientationModelConfig, orientation_model_from_dict
+from texlens.config import (
+    Config,
+    ConfigError,
+    OrientationModelConfig,
+    config_from_dict,
+    config_to_dict,
+    orientation_model_from_dict,
+)
 from texlens.data.image import load_image
 from texlens.data.orientation import ANGLES, canvas, check_prior, rotate
-from texlens.models.orientation import build_orientation_model
+from texlens.data.transforms import preprocess, to_tensor_array
+from texlens.models.orientation import EncoderScorer, build_orientation_model
 
 FORMAT = "texlens-orientation-v1"
 KEY = "texlens-orientation"
@@ -77,15 +92,62 @@ def resolve_orienter(name_or_path: str | Path) -> Path:
                           f"orientation model (shipped: {DEFAULT_ORIENTER})")
 
 
+def _half(module: nn.Module, half: bool) -> dict:
+    return {k: (v.half() if half and v.is_floating_point() else v)
+            for k, v in module.state_dict().items()}
+
+
 def save_orienter(path: str | Path, model: nn.Module, cfg: OrientationModelConfig,
                   prior: Sequence[float] | None, extra: dict | None = None,
-                  half: bool = True) -> None:
+                  half: bool = True, scorer: Scorer | None = None) -> None:
     """An inference checkpoint; ``half`` stores float16 weights (the shipped file)."""
-    state = {k: (v.half() if half and v.is_floating_point() else v)
-             for k, v in model.state_dict().items()}
     info = {"format": FORMAT, "model": dataclasses.asdict(cfg),
             "prior": None if prior is None else [float(p) for p in prior], **(extra or {})}
-    atomic_save({KEY: info, "state_dict": state}, path)
+    raw = {KEY: info, "state_dict": _half(model, half)}
+    if scorer is not None:
+        info["scorer"] = {"recogniser": config_to_dict(scorer.cfg), "weight": scorer.weight,
+                          "hidden": scorer.net.head[0].out_features, "from": scorer.source}
+        raw["scorer_state"] = _half(scorer.net, half)
+    atomic_save(raw, path)
+
+
+@dataclasses.dataclass
+class Scorer:
+    """An EncoderScorer with the recogniser config whose preprocessing it reads, and its
+    weight in the decision."""
+
+    net: EncoderScorer
+    cfg: Config  # the recogniser's: model (the encoder's shape) and data (preprocessing)
+    weight: float = 1.0
+    source: str = ""  # the recogniser it was made from, for the record
+
+    @torch.no_grad()
+    def turn_logits(self, gray: np.ndarray) -> np.ndarray:
+        """(4,) upright scores of ``gray`` turned by 0/90/180/270 degrees."""
+        return np.array([float(self.net.score(self.net.pooled(torch.from_numpy(
+            to_tensor_array(preprocess(rotate(gray, a), self.cfg.data)))[None])))
+            for a in ANGLES])
+
+    def log_probs(self, grays: Sequence[np.ndarray]) -> np.ndarray:
+        """(N, 4) log-probability that each image is at angle a."""
+        if not grays:
+            return np.zeros((0, len(ANGLES)))
+        return angle_log_probs(np.stack([self.turn_logits(g) for g in grays]))
+
+
+def angle_log_probs(turn_logits: np.ndarray) -> np.ndarray:
+    """(N, 4) upright scores of each image turned by 0/90/180/270 -> (N, 4) log-probability
+    that the image is at angle a, i.e. that turning it by -a makes it upright."""
+    z = turn_logits - turn_logits.max(-1, keepdims=True)
+    logp = z - np.log(np.exp(z).sum(-1, keepdims=True))
+    return logp[:, [(-k) % len(ANGLES) for k in range(len(ANGLES))]]
+
+
+def load_scorer(info: dict, state: dict) -> Scorer:
+    cfg = config_from_dict(info["recogniser"])
+    net = EncoderScorer(cfg.model, int(info.get("hidden", 64)))
+    net.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in state.items()})
+    return Scorer(net.eval(), cfg, float(info["weight"]), str(info.get("from", "")))
 
 
 class Orienter:
@@ -93,8 +155,10 @@ class Orienter:
 
     def __init__(self, model: nn.Module, cfg: OrientationModelConfig,
                  prior: Sequence[float] | None = None, tta: bool = True, name: str = "",
-                 info: dict | None = None, reread: float = 0.0, reread_below: float = 1.0):
+                 info: dict | None = None, reread: float = 0.0, reread_below: float = 1.0,
+                 scorer: Scorer | None = None):
         self.model, self.cfg, self.tta, self.name = model.eval(), cfg, tta, name
+        self.scorer = scorer
         self.prior = None if prior is None else check_prior(prior)
         self.info = info or {}
         if reread < 0 or not 0 <= reread_below <= 1:
@@ -122,22 +186,25 @@ class Orienter:
             model.load_state_dict({k: v.float() if v.is_floating_point() else v
                                    for k, v in raw["state_dict"].items()})
             rule = info.get("reread", {})
+            scorer = (load_scorer(info["scorer"], raw["scorer_state"]) if "scorer" in info
+                      else None)
             return cls(model, cfg, info.get("prior"), tta, str(name_or_path), info,
-                       rule.get("weight", 0.0), rule.get("below", 1.0))
+                       rule.get("weight", 0.0), rule.get("below", 1.0), scorer)
         except (ConfigError, KeyError, RuntimeError) as e:
             raise CheckpointError(f"{path}: bad orientation model: "
                                   f"{str(e).splitlines()[0]}") from None
 
     def save(self, path: str | Path, extra: dict | None = None) -> None:
         rule = {"reread": {"weight": self.reread, "below": self.reread_below}}
+        info = {k: v for k, v in self.info.items() if k != "scorer"}  # written anew below
         save_orienter(path, self.model, self.cfg,
                       None if self.prior is None else self.prior.tolist(),
-                      {**self.info, **rule, **(extra or {})})
+                      {**info, **rule, **(extra or {})}, scorer=self.scorer)
 
     @torch.no_grad()
-    def probs(self, canvases: np.ndarray, batch_size: int = 64) -> np.ndarray:
-        """(N, S, S) uint8 canvases -> (N, 4) probabilities of 0/90/180/270 degrees, with
-        the test-time rotations and the prior when they are on."""
+    def evidence(self, canvases: np.ndarray, batch_size: int = 64) -> np.ndarray:
+        """(N, S, S) uint8 canvases -> (N, 4) the classifier's log-evidence for 0/90/180/270
+        degrees (summed over the test-time rotations when they are on; no prior)."""
         turns = range(len(ANGLES)) if self.tta else range(1)
         logp = []
         for start in range(0, len(canvases), batch_size):
@@ -147,9 +214,17 @@ class Orienter:
             logp.append(self.model(x).log_softmax(-1).reshape(len(chunk), len(turns), -1)
                         .numpy())
         out = np.concatenate(logp) if logp else np.zeros((0, len(turns), len(ANGLES)))
-        score = combine_rotations(out) if self.tta else out[:, 0]
-        if self.prior is not None:
-            score = score + np.log(self.prior)
+        return combine_rotations(out) if self.tta else out[:, 0]
+
+    def scorer_evidence(self, grays: Sequence[np.ndarray]) -> np.ndarray:
+        """(N, 4) the scorer's weighted log-probabilities (zeros without a scorer)."""
+        if self.scorer is None or self.scorer.weight == 0:
+            return np.zeros((len(grays), len(ANGLES)))
+        return self.scorer.weight * self.scorer.log_probs(grays)
+
+    def decide(self, evidence: np.ndarray) -> np.ndarray:
+        """(N, 4) summed log-evidence -> probabilities, with the prior when it is on."""
+        score = evidence + np.log(self.prior) if self.prior is not None else evidence
         score = score - score.max(-1, keepdims=True)
         p = np.exp(score)
         return p / p.sum(-1, keepdims=True)
@@ -166,7 +241,8 @@ class Orienter:
         """Grayscale images -> (N, 4) probabilities of 0/90/180/270 degrees."""
         if not grays:
             return np.zeros((0, len(ANGLES)))
-        return self.probs(np.stack([canvas(g, self.cfg.canvas) for g in grays]), batch_size)
+        canvases = np.stack([canvas(g, self.cfg.canvas) for g in grays])
+        return self.decide(self.evidence(canvases, batch_size) + self.scorer_evidence(grays))
 
     def candidates(self, probs: np.ndarray) -> list[int]:
         """Indices of the angles worth a recogniser's reading, best first: the classifier's

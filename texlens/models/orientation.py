@@ -25,8 +25,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from texlens.config import ConfigError, OrientationModelConfig
+from texlens.config import ConfigError, ModelConfig, OrientationModelConfig
 from texlens.models.cnn import ShallowCNN, conv_bn_relu
+from texlens.models.satrn import SATRN
 
 N_ANGLES = 4  # 0, 90, 180, 270 degrees
 INK = 0.25  # input value (inputs are ink-bright in [0, 1]) above which a pixel is ink
@@ -90,6 +91,42 @@ class StemOrientationNet(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(ink_mean_pool(self.cnn(x), x))
+
+
+class EncoderScorer(nn.Module):
+    """A recogniser's encoder, frozen, and a small head: how upright does one quarter turn
+    of an image look? (texlens/orientation.py combines it with the classifier.)
+
+    The recogniser has read many writers' symbols upright at its own scale; a turned
+    formula gives its encoder features it never saw in training. The head reads them pooled
+    over positions (mean, max and standard deviation: the layout is gone, which symbols and
+    how unusual they look stays) and scores each turn; the four turns of an image compete
+    in a softmax. Only the head trains; ``mu``/``sd`` standardise its input with the
+    training features' statistics. Inputs are the recogniser's preprocessing of one image
+    (batch 1: nothing is padded, so pooling needs no mask).
+    """
+
+    def __init__(self, model_cfg: ModelConfig, hidden: int = 64, dropout: float = 0.2):
+        super().__init__()
+        self.recogniser = SATRN(model_cfg, vocab_size=1)
+        self.recogniser.decoder = nn.Identity()  # not needed: the file keeps the encoder only
+        self.recogniser.requires_grad_(False)
+        d = 3 * model_cfg.d_model
+        self.register_buffer("mu", torch.zeros(d))
+        self.register_buffer("sd", torch.ones(d))
+        self.head = nn.Sequential(nn.Linear(d, hidden), nn.GELU(), nn.Dropout(dropout),
+                                  nn.Linear(hidden, 1))
+
+    @torch.no_grad()
+    def pooled(self, image: torch.Tensor) -> torch.Tensor:
+        """(1, 1, H, W) recogniser input -> (3 d,) pooled encoder features."""
+        memory, _ = self.recogniser.encode(image, None)
+        m = memory[0]
+        return torch.cat([m.mean(0), m.amax(0), m.std(0, correction=0)])
+
+    def score(self, pooled: torch.Tensor) -> torch.Tensor:
+        """(..., 3 d) pooled features -> (...) upright scores (logits)."""
+        return self.head((pooled - self.mu) / self.sd).squeeze(-1)
 
 
 ARCHS = ("resnet", "stem")

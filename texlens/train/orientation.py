@@ -59,7 +59,13 @@ from texlens.data.orientation import (
     rotate,
 )
 from texlens.models.orientation import build_orientation_model
-from texlens.orientation import aspect_heuristic, save_orienter
+from texlens.orientation import (
+    Orienter,
+    Scorer,
+    angle_log_probs,
+    aspect_heuristic,
+    save_orienter,
+)
 
 Log = Callable[[str], None]
 BALANCE = ("sampler", "loss")
@@ -301,4 +307,137 @@ def train_final(cfg: OrientationConfig, data: OrientationSet, out: str | Path,
                "epochs": len(history), "best_epoch": best["epoch"],
                "val_accuracy": best["val_accuracy"], "val_macro_f1": best["val_macro_f1"]}
     save_orienter(out, model, mcfg, cfg.data.prior, extra={"trained": summary})
+    return summary
+
+
+# -- the encoder scorer (texlens.models.orientation.EncoderScorer) -----------------------
+
+SCORER_WEIGHTS = (0.0, 0.25, 0.5, 1.0, 2.0, 4.0)
+
+
+def scorer_features(scorer: Scorer, grays: Sequence[np.ndarray],
+                    progress: Callable[[int], None] | None = None) -> torch.Tensor:
+    """(N, 4 turns, 3 d) pooled features of every image turned by 0/90/180/270 degrees."""
+    from texlens.data.transforms import preprocess, to_tensor_array
+    out = []
+    for g in grays:
+        out.append(torch.stack([scorer.net.pooled(torch.from_numpy(to_tensor_array(
+            preprocess(rotate(g, a), scorer.cfg.data)))[None]) for a in ANGLES]))
+        if progress:
+            progress(1)
+    return torch.stack(out) if out else torch.zeros(0, len(ANGLES), scorer.net.mu.numel())
+
+
+def fit_scorer(scorer: Scorer, features: torch.Tensor, seed: int = 0, epochs: int = 60,
+               batch_size: int = 128, lr: float = 1e-3) -> float:
+    """Train the head on (N, 4, 3 d) features, the upright turn (index 0) the target of a
+    softmax over each image's four turns; the encoder stays frozen. Sets the head's input
+    standardisation from these features. Returns the training accuracy."""
+    torch.manual_seed(seed)
+    net = scorer.net
+    flat = features.reshape(-1, features.shape[-1])
+    net.mu.copy_(flat.mean(0))
+    net.sd.copy_(flat.std(0) + 1e-6)
+    opt = torch.optim.AdamW(net.head.parameters(), lr, weight_decay=1e-2)
+    net.train()
+    for _ in range(epochs):
+        for idx in torch.randperm(len(features)).split(batch_size):
+            logits = net.score(features[idx])
+            loss = F.cross_entropy(logits, torch.zeros(len(idx), dtype=torch.long))
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+    net.eval()
+    with torch.no_grad():
+        return float((net.score(features).argmax(-1) == 0).float().mean())
+
+
+def choose_scorer_weight(orienter: Orienter, grays: Sequence[np.ndarray],
+                         scorer_logp: np.ndarray) -> tuple[float, list[dict]]:
+    """The weight of the scorer that gives the best macro F1 on ``grays`` (validation
+    images, upright) seen at all four angles, with the orienter's prior and test-time
+    rotations. ``scorer_logp``: (N, 4) the scorer's log-probabilities of the upright images;
+    both opinions are rotation-equivariant, so a turned copy's are a cyclic shift.
+    Ties go to the smaller weight."""
+    from texlens.data.orientation import canvas
+    n = len(ANGLES)
+    turned = [rotate(g, a) for g in grays for a in ANGLES]
+    cls = orienter.evidence(np.stack([canvas(g, orienter.cfg.canvas) for g in turned]))
+    # Image i turned by ANGLES[j] is at angle j: its evidence for angle a is the upright
+    # image's for angle a - j.
+    shift = (np.arange(n)[None, :] - np.arange(n)[:, None]) % n  # [j, a] -> a - j
+    scr = scorer_logp[:, shift].reshape(len(grays) * n, n)
+    truth = np.tile(np.arange(n), len(grays))
+    rows = []
+    for w in SCORER_WEIGHTS:
+        pred = orienter.decide(cls + w * scr).argmax(-1)
+        rows.append({"weight": w, **{k: v for k, v in classification(truth, pred).items()
+                                     if k != "confusion"}})
+    best = max(rows, key=lambda r: (round(r["macro_f1"], 6), -r["weight"]))
+    return best["weight"], rows
+
+
+def scorer_from(recogniser: str | Path) -> Scorer:
+    """A scorer (untrained head) on a SATRN recogniser's encoder, frozen."""
+    from texlens.checkpoint import load_model
+    from texlens.models.orientation import EncoderScorer
+    from texlens.recognizer import resolve_model
+    model, cfg, _ = load_model(resolve_model(recogniser))
+    if cfg.model.arch != "satrn" or cfg.model.encoder != "satrn":
+        raise ConfigError(f"{recogniser}: the scorer needs a SATRN recogniser (model.arch "
+                          f"satrn, encoder satrn), not {cfg.model.arch}/{cfg.model.encoder}")
+    net = EncoderScorer(cfg.model)
+    encoder = {k: v for k, v in model.state_dict().items() if not k.startswith("decoder.")}
+    net.recogniser.load_state_dict(encoder)  # strict: every encoder weight, nothing else
+    return Scorer(net.eval(), cfg, 1.0, str(recogniser))
+
+
+def _images(dirs: Sequence[str | Path], n: int, exclude: set[str], rng: np.random.Generator,
+            log: Log) -> list[np.ndarray]:
+    """Up to ``n`` images drawn from ``dirs`` (all when 0), leaving out the expressions in
+    ``exclude``; an unreadable image is reported and skipped."""
+    from texlens.data.datasets import read_layout
+    from texlens.data.image import ImageError, load_image
+    from texlens.data.splits import expression
+    samples = [s for d in dirs for s in read_layout(d)[0]
+               if expression(s.tokens) not in exclude]
+    if n and n < len(samples):
+        samples = [samples[i] for i in sorted(rng.choice(len(samples), n, replace=False))]
+    grays = []
+    for s in samples:
+        try:
+            grays.append(load_image(s.image))
+        except ImageError as e:
+            log(f"skipped: {s.where}: {e}")
+    return grays
+
+
+def make_scorer(orienter_path: str | Path, recogniser: str, train: Sequence[str | Path],
+                n_train: int, val: str | Path, out: str | Path, seed: int = 0,
+                log: Log = print) -> dict:
+    """Train an encoder scorer on ``n_train`` images of ``train`` (never an expression of
+    ``val``), choose its weight on ``val`` and write the orienter with it to ``out``."""
+    from texlens.data.datasets import read_layout
+    from texlens.data.splits import expression
+    orienter = Orienter.load(orienter_path)
+    scorer = scorer_from(recogniser)
+    rng = np.random.default_rng(seed)
+    held = {expression(s.tokens) for s in read_layout(val)[0]}
+    train_grays = _images(train, n_train, held, rng, log)
+    val_grays = _images([val], 0, set(), rng, log)
+    with _progress() as prog:
+        task = prog.add_task("encoder features", total=len(train_grays) + len(val_grays))
+        f_train = scorer_features(scorer, train_grays, lambda k: prog.advance(task, k))
+        f_val = scorer_features(scorer, val_grays, lambda k: prog.advance(task, k))
+    accuracy = fit_scorer(scorer, f_train, seed)
+    with torch.no_grad():
+        upright = angle_log_probs(scorer.net.score(f_val).numpy())
+    scorer.weight, rows = choose_scorer_weight(orienter, val_grays, upright)
+    for r in rows:
+        log(f"scorer weight {r['weight']:g}: validation macro F1 {r['macro_f1']:.4f}")
+    orienter.scorer = scorer
+    summary = {"recogniser": recogniser, "n_train": len(train_grays),
+               "train": list(map(str, train)), "train_accuracy": accuracy, "val": str(val),
+               "n_val": len(val_grays), "weight": scorer.weight, "grid": rows}
+    orienter.save(out, extra={"scorer_trained": summary})
     return summary
