@@ -121,9 +121,7 @@ train-handwritten: handwritten-data
 # renderings of base-data, the rendered CROHME training ink and synthetic handwriting of the
 # training captions, never the expressions of the 2014 test set or of data/crohme/val.
 # K-fold of the small ResNet and of handwritten-small's frozen CNN stem, the shipped model
-# (65 min on one core), handwritten-small's frozen encoder as a second opinion (the
-# scorer, its weight chosen on data/crohme/val), the decision rule chosen on
-# data/crohme/val, then its figures
+# (65 min on one core), its decision rule chosen on data/crohme/val, then its figures
 # (benchmarks/orientation.py).
 ORIENT := configs/orientation-small.yaml
 KFOLD  := --folds 3 --set data.n_printed=2500 --set data.n_handwritten=2000 --set train.max_time_min=2
@@ -134,7 +132,6 @@ orientation: setup
 	$(BIN)/texlens orientation kfold $(ORIENT) $(KFOLD) --out runs/orientation/kfold-resnet
 	$(BIN)/texlens orientation kfold $(ORIENT) $(KFOLD) --set model.arch=stem --set train.init_from=handwritten-small --set train.freeze=3 --out runs/orientation/kfold-stem
 	$(BIN)/texlens orientation train $(ORIENT) --out texlens/weights/orientation-small.pt
-	$(BIN)/texlens orientation scorer --orienter texlens/weights/orientation-small.pt --model handwritten-small --train data/crohme/train --n 4000 --val data/crohme/val --out texlens/weights/orientation-small.pt
 	$(BIN)/python benchmarks/orientation_rule.py --data data/crohme/val --orienter texlens/weights/orientation-small.pt --write texlens/weights/orientation-small.pt
 	mkdir -p outputs/orientation
 	$(BIN)/python benchmarks/orientation.py --data data/crohme/test2014 --extra data/base/test-crohme --model handwritten-small --kfold runs/orientation/kfold-resnet --kfold runs/orientation/kfold-stem --out outputs/orientation | tee outputs/orientation/benchmark.log
