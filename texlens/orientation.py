@@ -21,8 +21,8 @@ Two things make its answers steadier than one look at the image:
 A second opinion can be stored with the classifier (``scorer``, an
 :class:`texlens.models.orientation.EncoderScorer`): a recogniser's frozen encoder reads
 each quarter turn of the image at the recogniser's own scale, and a small head scores how
-upright each looks. Its log-probability for the turn that undoes an angle, times
-``scorer_weight`` (chosen on validation), is added to the classifier's evidence for that
+upright each looks. Its log-probability for the turn that undoes an angle, times its
+``weight`` (chosen on validation), is added to the classifier's evidence for that
 angle, before the prior.
 
 And one thing the recogniser adds (``reread``, used by ``Recognizer`` with
