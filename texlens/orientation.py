@@ -122,11 +122,15 @@ class Scorer:
     source: str = ""  # the recogniser it was made from, for the record
 
     @torch.no_grad()
+    def turn_features(self, gray: np.ndarray) -> torch.Tensor:
+        """(4, 3 d) pooled encoder features of ``gray`` turned by 0/90/180/270 degrees."""
+        return torch.stack([self.net.pooled(torch.from_numpy(to_tensor_array(
+            preprocess(rotate(gray, a), self.cfg.data)))[None]) for a in ANGLES])
+
+    @torch.no_grad()
     def turn_logits(self, gray: np.ndarray) -> np.ndarray:
         """(4,) upright scores of ``gray`` turned by 0/90/180/270 degrees."""
-        return np.array([float(self.net.score(self.net.pooled(torch.from_numpy(
-            to_tensor_array(preprocess(rotate(gray, a), self.cfg.data)))[None])))
-            for a in ANGLES])
+        return self.net.score(self.turn_features(gray)).numpy()
 
     def log_probs(self, grays: Sequence[np.ndarray]) -> np.ndarray:
         """(N, 4) log-probability that each image is at angle a."""

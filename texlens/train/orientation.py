@@ -318,11 +318,9 @@ SCORER_WEIGHTS = (0.0, 0.25, 0.5, 1.0, 2.0, 4.0)
 def scorer_features(scorer: Scorer, grays: Sequence[np.ndarray],
                     progress: Callable[[int], None] | None = None) -> torch.Tensor:
     """(N, 4 turns, 3 d) pooled features of every image turned by 0/90/180/270 degrees."""
-    from texlens.data.transforms import preprocess, to_tensor_array
     out = []
     for g in grays:
-        out.append(torch.stack([scorer.net.pooled(torch.from_numpy(to_tensor_array(
-            preprocess(rotate(g, a), scorer.cfg.data)))[None]) for a in ANGLES]))
+        out.append(scorer.turn_features(g))
         if progress:
             progress(1)
     return torch.stack(out) if out else torch.zeros(0, len(ANGLES), scorer.net.mu.numel())
