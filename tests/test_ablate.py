@@ -130,6 +130,15 @@ def test_eval_max_tokens_is_part_of_the_scoring_recipe(tmp_path, base_cfg):
     assert "eval_max_tokens" in msg
 
 
+def test_eval_unseen_in_is_part_of_the_scoring_recipe(tmp_path, base_cfg):
+    spec = load_spec(write_spec(tmp_path / "s.yaml", base=str(base_cfg), arms={"base": []},
+                                eval_unseen_in=["data/train/caption.txt"],
+                                out=str(tmp_path / "out")))
+    assert eval_recipe(spec, plan(spec)[0])["eval_unseen_in"] == ["data/train/caption.txt"]
+    msg = spec_error(tmp_path, base_cfg, arms={"base": []}, eval_unseen_in="data/train")
+    assert "eval_unseen_in" in msg and "list of caption files" in msg
+
+
 SPECS = sorted((Path(__file__).parents[1] / "configs" / "ablations").glob("*.yaml"))
 
 

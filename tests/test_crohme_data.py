@@ -26,6 +26,7 @@ from texlens.data.crohme_truth import drop_bare_groups, truth_tokens
 from texlens.data.datasets import read_layout
 from texlens.data.image import load_image
 from texlens.data.inkml import read_inkml
+from texlens.data.splits import expression_split
 from texlens.data.stroke_augment import StrokeAugment
 from texlens.data.strokes import render_strokes
 from texlens.data.synth.dataset import read_caption_file
@@ -114,28 +115,32 @@ def test_bare_groups_go_argument_groups_stay():
 
 # -- split -------------------------------------------------------------------------
 
-def test_split_is_exact_seeded_and_order_free():
-    keys = [f"k{i}" for i in range(50)]
-    split = assign_splits(keys, 0.1, seed=0)
-    assert sum(v == "val" for v in split.values()) == 5
-    assert assign_splits(list(reversed(keys)), 0.1, seed=0) == split
-    assert assign_splits(keys, 0.1, seed=1) != split
-    assert set(assign_splits(keys, 0.0, 0).values()) == {"train"}
+def test_split_is_the_expression_rule_and_order_free():
+    keys = [f"k{i}" for i in range(400)]
+    groups = {k: f"x ^ {{ {i} }}" for i, k in enumerate(keys)}
+    split = assign_splits(keys, groups=groups)
+    assert assign_splits(list(reversed(keys)), groups=groups) == split
+    # The training side is exactly what `data synth --split train` keeps of these captions.
+    assert {k for k in keys if split[k] == "train"} == {
+        k for k in keys if expression_split(groups[k]) == "train"}
+    assert 0.05 < sum(v == "val" for v in split.values()) / len(keys) < 0.3
+    assert set(assign_splits(keys, 0.0, groups).values()) == {"train"}
     with pytest.raises(ValueError):
-        assign_splits(keys, 1.0, 0)
-
+        assign_splits(keys, 1.0)
 
 
 def test_split_by_group_keeps_each_expression_on_one_side():
-    keys = [f"k{i}" for i in range(60)]
-    groups = {k: f"caption {i % 12}" for i, k in enumerate(keys)}  # 12 expressions x 5
-    split = assign_splits(keys, 0.2, seed=0, groups=groups)
+    keys = [f"k{i}" for i in range(600)]
+    groups = {k: f"caption {i % 120}" for i, k in enumerate(keys)}  # 120 expressions x 5
+    split = assign_splits(keys, 0.2, groups=groups)
     for g in set(groups.values()):
         assert len({split[k] for k in keys if groups[k] == g}) == 1
-    assert sum(v == "val" for v in split.values()) == 15  # 12 wanted: 3 whole groups
-    assert assign_splits(list(reversed(keys)), 0.2, seed=0, groups=groups) == split
-    ungrouped = assign_splits(keys, 0.2, 0, groups={})  # keys without a group: alone
-    assert sum(v == "val" for v in ungrouped.values()) == 12
+    assert 0 < sum(v == "val" for v in split.values()) < len(keys)
+    # Spacing does not make another expression.
+    spaced = {k: "  ".join(v.split()) + " " for k, v in groups.items()}
+    assert assign_splits(keys, 0.2, groups=spaced) == split
+    ungrouped = assign_splits(keys, 0.2, groups={})  # keys without a group: alone
+    assert 0 < sum(v == "val" for v in ungrouped.values()) < len(keys)
 
 
 # -- build ---------------------------------------------------------------------------
@@ -143,7 +148,7 @@ def test_split_by_group_keeps_each_expression_on_one_side():
 def test_build_from_directory(tmp_path):
     src = write_tree(tmp_path / "ink")
     rep = build_crohme(src, tmp_path / "out", val_fraction=0.2, seed=3, workers=1)
-    split = assign_splits([*TRUTHS, "MfrDB9999", "empty", "badtrace"], 0.2, seed=3,
+    split = assign_splits([*TRUTHS, "MfrDB9999", "empty", "badtrace"], 0.2,
                           groups=EXPECTED)
     n_val = sum(split[k] == "val" for k in TRUTHS)
     assert rep.written == {"train": 10 - n_val, "val": n_val}

@@ -16,6 +16,7 @@ from texlens.config import DataConfig
 from texlens.data.datasets import (
     DatasetError,
     FormulaDataset,
+    Sample,
     SizeBucketSampler,
     collate,
     read_layout,
@@ -34,7 +35,7 @@ from texlens.evaluate import evaluate
 from texlens.models.satrn import build_model
 from texlens.recognizer import Recognizer
 from texlens.tokens import Vocab
-from texlens.train.run import train
+from texlens.train.run import shared_formulas, train
 
 
 def formula_png(path: Path, w: int = 60, h: int = 20, fmt: str | None = None) -> Path:
@@ -521,3 +522,12 @@ def test_page_augment_keeps_the_formula_readable_after_preprocessing():
         assert ready[0].mean() < 128 and ready.max() > 128  # ink bright, paper dark
         # Lighting ramps move the Otsu cut a little; the size stays near ink_height.
         assert 6 <= ink_height(ready) <= 15
+
+
+def test_shared_formulas_counts_validation_lines_with_a_training_formula():
+    def s(caption: str) -> Sample:
+        return Sample("k", Path("k.png"), caption.split(), "caption.txt:1")
+    train = [s("x + 1"), s("x ^ { 2 }")]
+    val = [s("x  +  1"), s("y"), s("x ^ { 2 }"), s("x ^ 2")]
+    assert shared_formulas(train, val) == 2  # spacing aside, the same formula
+    assert shared_formulas(train, [s("y")]) == 0

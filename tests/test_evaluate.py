@@ -119,6 +119,18 @@ def test_max_tokens_keeps_short_captions_only(dataset):
     assert m["n"] == 4 and m["sentence_acc"] == pytest.approx(1 / 4)
 
 
+def test_unseen_in_leaves_out_the_lines_a_training_set_has(dataset, tmp_path):
+    train = tmp_path / "train.txt"  # "ok" and "wrong" as training formulas, spaced otherwise
+    train.write_text("a\tx  =  y\nb\tx + 1\nc\ty + y\n", encoding="utf-8")
+    result = evaluate(StubRecognizer(ANSWERS), dataset, unseen_in=[train])
+    m = result["metrics"]
+    assert [r["key"] for r in result["rows"]] == ["raw", "oov", "bad", "gone", "broken"]
+    assert m["n"] == 5 and m["n_seen_left_out"] == 2
+    assert m["sentence_acc"] == pytest.approx(1 / 5)  # raw only
+    with pytest.raises(ValueError, match="no such caption file"):
+        evaluate(StubRecognizer(ANSWERS), dataset, unseen_in=[tmp_path / "missing.txt"])
+
+
 # -- TeX metrics ------------------------------------------------------------------------
 
 def fake_render(calls: list):

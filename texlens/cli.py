@@ -15,6 +15,8 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
 from rich.table import Table
 
+from texlens.data.splits import NOT_TRAIN_SHARE  # a default below; torch-free
+
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="Read images of mathematical formulas and write LaTeX.")
 data_app = typer.Typer(no_args_is_help=True, help="Make datasets.")
@@ -163,6 +165,9 @@ def evaluate(
     limit: Annotated[int, typer.Option(help="Evaluate only the first N samples.")] = 0,
     max_tokens: Annotated[int, typer.Option(
         min=0, help="Only the lines whose caption has at most N tokens (0: all).")] = 0,
+    unseen_in: Annotated[list[Path] | None, typer.Option(
+        help="A training caption file; lines whose formula it has are left out (repeat for "
+        "several): the held-out part of a test set.")] = None,
     render: Annotated[bool | None, typer.Option(
         "--render/--no-render", help="TeX metrics (render_match, compiles); default: on "
         "when TeX is installed.")] = None,
@@ -201,7 +206,8 @@ def evaluate(
             task = prog.add_task("evaluating", total=None)
             result = run_eval(rec, data, batch_size, on_error, limit, beam=beam,
                               progress=lambda k: prog.advance(task, k), render=render,
-                              rescore=rescore, max_tokens=max_tokens)
+                              rescore=rescore, max_tokens=max_tokens,
+                              unseen_in=unseen_in or ())
     except (ValueError, *_known_errors()) as e:
         _fail(str(e))
     for p in result["problems"][:20]:
@@ -220,6 +226,7 @@ def evaluate(
         json_path.parent.mkdir(parents=True, exist_ok=True)
         json_path.write_text(json.dumps({**m, "model": rec.name, "beam": beam,
                                          "rescore": rescore, "data": str(data),
+                                         "unseen_in": [str(f) for f in unseen_in or ()],
                                          "auto_rotate": auto_rotate, "tta": rec.tta,
                                          "by_length": result["by_length"],
                                          "by_height": result["by_height"],
@@ -567,8 +574,8 @@ def data_synth(
     captions: Annotated[Path | None, typer.Option(
         help="Render these real formulas (key<TAB>tokens) instead of random ones.")] = None,
     split: Annotated[str, typer.Option(
-        help="With --captions: all, train, val or heldout (a stable hash split by key).")] =
-        "all",
+        help="With --captions: all, train, val or heldout (a stable hash of the "
+        "expression: texlens/data/splits.py).")] = "all",
     workers: Annotated[int, typer.Option(min=1, help="Rendering processes.")] = 1,
 ) -> None:
     """Render synthetic printed formulas into a dataset directory."""
@@ -736,8 +743,10 @@ def data_crohme(
         help="Take the captions from this key<TAB>tokens file instead of the truth LaTeX.")]
         = None,
     val_fraction: Annotated[float, typer.Option(
-        min=0.0, max=0.99, help="Share of the keys held out for validation.")] = 0.1,
-    seed: Annotated[int, typer.Option(help="Seed of the train/val split.")] = 0,
+        min=0.0, max=0.99, help="Share of the expressions held out for validation, by "
+        "texlens's split rule; the default holds out every expression that `data synth "
+        "--split train` leaves out.")] = NOT_TRAIN_SHARE,
+    seed: Annotated[int, typer.Option(help="Seed of the distorted copies.")] = 0,
     workers: Annotated[int, typer.Option(min=1, help="Rendering processes.")] = 2,
     mode: Annotated[str, typer.Option(
         help="crohme: binary white on black like the standard offline images; "

@@ -23,6 +23,7 @@ import numpy as np
 from texlens import metrics
 from texlens.data.datasets import DatasetError, Sample, _read_meta, read_layout, read_pairs
 from texlens.data.image import ImageError, image_size
+from texlens.data.splits import caption_expressions, expression
 from texlens.data.transforms import ink_height
 from texlens.data.writer import ordered_map
 from texlens.decoding import check_rescore
@@ -98,7 +99,8 @@ def tex_unavailable() -> str | None:
 def evaluate(rec: Recognizer, data: str | Path, batch_size: int = 16, on_error: str = "skip",
              limit: int = 0, beam: int = 1,
              progress: Callable[[int], None] | None = None, render: bool = False,
-             rescore: str | None = None, max_tokens: int = 0) -> dict:
+             rescore: str | None = None, max_tokens: int = 0,
+             unseen_in: Sequence[str | Path] = ()) -> dict:
     """Returns {"metrics": {...}, "by_length": [...], "by_height": [...],
     "by_symbol_size": [...], "rows": [...], "problems": [...]}; ``by_height`` groups the
     readable images by their pixel height before resizing, ``by_symbol_size`` by the
@@ -111,12 +113,19 @@ def evaluate(rec: Recognizer, data: str | Path, batch_size: int = 16, on_error: 
     (:func:`render_scores`). ``rescore`` as in ``Recognizer.predict_arrays``.
     ``max_tokens`` keeps only the lines whose caption has at most that many tokens (a
     subset defined by the truth alone, so every model is scored on the same lines).
+    ``unseen_in`` names caption files (training sets): a line whose expression one of them
+    has is left out, so a test set that shares formulas with training is scored on its
+    held-out part only; ``metrics["n_seen_left_out"]`` counts them.
     """
     if rescore is not None:  # refused before the images are read
         check_rescore(rec.models, beam, rescore)
     samples, excluded = list_samples(data)
     if max_tokens:
         samples = [s for s in samples if len(s.tokens) <= max_tokens]
+    seen = caption_expressions(unseen_in) if unseen_in else set()
+    n_all = len(samples)
+    samples = [s for s in samples if expression(s.tokens) not in seen]
+    n_seen = n_all - len(samples)
     samples = samples[:limit] if limit else samples
     found = list(excluded)
     for s in samples:
@@ -131,6 +140,8 @@ def evaluate(rec: Recognizer, data: str | Path, batch_size: int = 16, on_error: 
     result = evaluate_samples(rec, samples, batch_size, beam, progress, render, rescore)
     result["problems"] = excluded + result["problems"]
     result["metrics"]["n_empty"] = len(excluded)
+    if unseen_in:
+        result["metrics"]["n_seen_left_out"] = n_seen
     return result
 
 

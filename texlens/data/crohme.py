@@ -6,13 +6,14 @@ Input: a directory tree of ``*.inkml`` files, or a tar(.gz) of them read in plac
     OUT/train/caption.txt   key<TAB>tokens      OUT/train/images/key.png
     OUT/val/caption.txt                         OUT/val/images/key.png
 
-Keys are the InkML file names without ``.inkml``. The validation keys are the
-``round(n * val_fraction)`` keys that sort first by a seeded hash, so the split
-depends only on the set of file names and the seed (not on file order or the
-number of workers). Captions come from a caption file, or from the files' truth
-LaTeX (:func:`texlens.data.crohme_truth.truth_tokens`). Files that cannot be used
-(malformed, no truth, untokenisable truth, no caption, scale or size bound hit)
-are reported with the reason and skipped.
+Keys are the InkML file names without ``.inkml``. The validation keys are those whose
+expression ranks below ``val_fraction`` by the split rule of :mod:`texlens.data.splits`,
+so the split depends only on the captions (not on file order, a seed or the number of
+workers), and agrees with the printed datasets made from the same captions. Captions
+come from a caption file, or from the files' truth LaTeX
+(:func:`texlens.data.crohme_truth.truth_tokens`). Files that cannot be used (malformed,
+no truth, untokenisable truth, no caption, scale or size bound hit) are reported with
+the reason and skipped.
 
 ``copies`` adds, for every training key, that many renderings of randomly distorted
 strokes (:mod:`texlens.data.stroke_augment`: rotation, slant, stretch, smooth jitter,
@@ -39,6 +40,7 @@ import numpy as np
 
 from texlens.data.crohme_truth import truth_tokens
 from texlens.data.inkml import InkmlError, read_inkml
+from texlens.data.splits import NOT_TRAIN_SHARE, expression_rank
 from texlens.data.stroke_augment import StrokeAugment, augment_strokes, pick_line_width
 from texlens.data.strokes import MODES, RenderBoundError, render_strokes
 from texlens.data.synth.dataset import read_caption_file
@@ -83,36 +85,23 @@ def key_of(name: str) -> str:
     return Path(name).name[: -len(".inkml")]
 
 
-def assign_splits(keys: list[str], val_fraction: float, seed: int,
+def assign_splits(keys: list[str], val_fraction: float = NOT_TRAIN_SHARE,
                   groups: Mapping[str, str] | None = None) -> dict[str, str]:
-    """key -> "train" or "val"; exactly round(n * val_fraction) keys go to val.
+    """key -> "train" or "val" by texlens's one split rule: val when the rank of the key's
+    expression (``groups``: key -> caption; a key without one is ranked by its name) is
+    below ``val_fraction`` (:func:`texlens.data.splits.expression_rank`).
 
-    With ``groups`` (key -> group, e.g. the caption), whole groups go to one side, in a
-    seeded order, until val has at least round(n * val_fraction) keys. CROHME has the
-    same expression from many writers: split by key, 47% of the validation expressions
-    were also training expressions and validation overstated accuracy two-fold
-    (docs/RESULTS.md)."""
+    So every writer of an expression lands on one side (split by key, 47% of the
+    validation expressions were also training expressions, docs/RESULTS.md), and with the
+    default share the training side holds exactly the expressions that
+    :func:`~texlens.data.splits.expression_split` trains on: printed renderings of the same
+    captions, split by ``texlens data synth --split``, never put a validation formula of
+    one set into the training data of the other."""
     if not 0.0 <= val_fraction < 1.0:
         raise ValueError(f"val_fraction must be in [0, 1), not {val_fraction}")
-
-    def rank(k: str) -> str:
-        return hashlib.sha1(f"{seed}\0{k}".encode()).hexdigest()
-
-    n_val = round(len(keys) * val_fraction)
-    if groups is not None:
-        members: dict[str, list[str]] = {}
-        for k in keys:
-            members.setdefault(groups.get(k, f"key\0{k}"), []).append(k)
-        out = dict.fromkeys(keys, "train")
-        taken = 0
-        for g in sorted(members, key=rank):
-            if taken >= n_val:
-                break
-            out.update(dict.fromkeys(members[g], "val"))
-            taken += len(members[g])
-        return out
-    order = sorted(keys, key=rank)
-    return {k: "val" if i < n_val else "train" for i, k in enumerate(order)}
+    groups = groups or {}
+    return {k: "val" if expression_rank(groups.get(k, f"key\0{k}")) < val_fraction
+            else "train" for k in keys}
 
 
 @dataclass
@@ -204,7 +193,7 @@ def _caption_map(path: str | Path | None) -> dict[str, list[str]] | None:
 
 
 def build_crohme(inkml: str | Path, out: str | Path, captions: str | Path | None = None,
-                 val_fraction: float = 0.1, seed: int = 0, workers: int = 2,
+                 val_fraction: float = NOT_TRAIN_SHARE, seed: int = 0, workers: int = 2,
                  mode: str = "crohme", compare: str | Path | None = None,
                  max_side: int = 2000, copies: int = 0,
                  progress: Callable[[int], None] | None = None,
@@ -242,7 +231,7 @@ def build_crohme(inkml: str | Path, out: str | Path, captions: str | Path | None
         parsed = map(_work, (_Job(n, d, None, mode, max_side, want_truth=True)
                              for n, d in iter_inkml(inkml) if first.get(key_of(n)) == n))
         groups = {key_of(r.name): " ".join(r.truth) for r in parsed if r.truth is not None}
-    split = assign_splits(list(first), val_fraction, seed, groups)
+    split = assign_splits(list(first), val_fraction, groups)
     for s in SPLITS:
         (out / s / "images").mkdir(parents=True, exist_ok=True)
 

@@ -9,6 +9,7 @@ each arm gets the same), the seeds, the data every model is scored on, and the a
     seeds: [0, 1]
     eval_data: [data/printed/val-real]     # default: the base config's data.val
     eval_max_tokens: 10                    # score only captions this short (default: all)
+    eval_unseen_in: [data/train/caption.txt]  # score only lines whose formula these lack
     metric: sentence_acc                   # what the difference to the base is taken on
     arms:
       base: [train.keep_checkpoints=3]     # the reference (or name another: baseline: NAME)
@@ -50,8 +51,8 @@ import yaml
 
 from texlens.config import ConfigError, load_config
 
-SPEC_KEYS = ("base", "set", "seeds", "arms", "eval_data", "eval_max_tokens", "metric",
-             "baseline", "out")
+SPEC_KEYS = ("base", "set", "seeds", "arms", "eval_data", "eval_max_tokens",
+             "eval_unseen_in", "metric", "baseline", "out")
 ARM_KEYS = ("set", "seeds", "reuse", "beam", "rescore", "average", "ensemble")
 # Metrics of texlens.metrics.compute_all an arm can be compared on; lower is better for
 # the error rates.
@@ -106,6 +107,8 @@ class AblationSpec:
     baseline: str = "base"
     out: Path = Path("runs/ablate")
     eval_max_tokens: int = 0  # 0: every line of eval_data
+    # Caption files (the training sets): eval lines with one of their formulas are left out.
+    eval_unseen_in: list[str] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -249,6 +252,11 @@ def load_spec(path: str | Path) -> AblationSpec:
                             f"got {data!r}")
     spec.eval_data = data
     spec.eval_max_tokens = _count(raw, "eval_max_tokens", str(path), 0)
+    unseen = raw.get("eval_unseen_in", [])
+    if not isinstance(unseen, list) or any(not isinstance(f, str) for f in unseen):
+        raise AblationError(f"{path}: eval_unseen_in: expected a list of caption files, "
+                            f"got {unseen!r}")
+    spec.eval_unseen_in = unseen
     return spec
 
 
@@ -319,6 +327,8 @@ def eval_recipe(spec: AblationSpec, unit: Unit) -> dict:
         recipe["rescore"] = arm.rescore
     if spec.eval_max_tokens:
         recipe["eval_max_tokens"] = spec.eval_max_tokens
+    if spec.eval_unseen_in:
+        recipe["eval_unseen_in"] = spec.eval_unseen_in
     return recipe
 
 
@@ -430,7 +440,8 @@ def evaluate_unit(spec: AblationSpec, unit: Unit) -> dict:
     rec = Recognizer.load(models)
     t0 = time.monotonic()
     scores = {d: evaluate(rec, d, beam=arm.beam, rescore=arm.rescore,
-                          max_tokens=spec.eval_max_tokens)["metrics"]
+                          max_tokens=spec.eval_max_tokens,
+                          unseen_in=spec.eval_unseen_in)["metrics"]
               for d in spec.eval_data}
     train = [read_json(u.dir / "train.json") or {} for u in srcs]
     result = {"arm": unit.arm, "seeds": list(unit.seeds), "models": [str(m) for m in models],

@@ -111,6 +111,8 @@ def table_markdown(spec: AblationSpec) -> str:
         n = next((r["eval"][data]["n"] for a in arms.values() for r in a.results), None)
         short = (f", captions of at most {spec.eval_max_tokens} tokens"
                  if spec.eval_max_tokens else "")
+        if spec.eval_unseen_in:
+            short += ", formulas of " + ", ".join(spec.eval_unseen_in) + " left out"
         lines += [f"## {data}" + (f" ({n} samples{short})" if n is not None else ""), ""]
         header = ["arm", "what", "n", *(NAMES.get(k, k) for k in metrics), f"Δ {m}",
                   "beyond spread", "steps", "train min"]

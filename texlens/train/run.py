@@ -31,6 +31,7 @@ from texlens.data.datasets import (
     read_layout,
     scan_dataset,
 )
+from texlens.data.splits import expression
 from texlens.data.transforms import input_settings
 from texlens.evaluate import list_samples
 from texlens.tokens import Vocab
@@ -107,6 +108,12 @@ def checked(roots: list[str], vocab: Vocab, cfg: Config, what: str,
     if not report.samples:
         raise DatasetError(f"data.{what}: no usable samples in {', '.join(roots)}")
     return report
+
+
+def shared_formulas(train: Sequence[Sample], val: Sequence[Sample]) -> int:
+    """How many validation samples have a formula that a training sample has."""
+    seen = {expression(s.tokens) for s in train}
+    return sum(expression(s.tokens) in seen for s in val)
 
 
 def make_loader(ds: FormulaDataset, cfg: Config, shuffle: bool, rank: int = 0,
@@ -188,6 +195,11 @@ def train(cfg: Config, resume: str | None = None, devices: int | str = 1, num_no
     lost = [s for s in pool if s.where in bad]
     print(f"train: {len(train_samples)} samples, val: {len(val_samples)}"
           f"{f' (+{len(lost)} bad, counted wrong)' if lost else ''}, vocab: {len(vocab)} tokens")
+    seen = shared_formulas(train_samples, pool)
+    if seen:  # a warning, not an error: data made before the split rule was one still trains
+        print(f"val: {seen} of {len(pool)} lines have a formula of the training data, so "
+              "validation is not held out; make the sets with one split rule "
+              "(texlens/data/splits.py)")
     train_ds = FormulaDataset(train_samples, vocab, cfg.data, train=True)
     val_ds = FormulaDataset(val_samples, vocab, cfg.data)
     lit = Recognizer(cfg, vocab)
