@@ -11,7 +11,9 @@ does to recognition.
    imbalanced copy, a subset of the balanced one): accuracy, macro F1 and the confusion
    matrix, for the shipped decision rule (test-time rotations + prior) and without
    either, beside the aspect-ratio heuristic; on --data also the whole rule of
-   --auto-rotate, where --model re-reads the classifier's unsure half turns.
+   --auto-rotate, where --model re-reads the classifier's unsure half turns. The balanced
+   copy's accuracy also by caption length: a short formula can read the same both ways up
+   (`x`, `7` against `L`, `8 0` against `0 8`).
 2. ExpRate of --model on the upright test set and on a copy where each image is turned
    by a uniformly drawn angle (written to data/orientation/<name>-rotated, so
    `texlens evaluate --data` can rerun it), with and without --auto-rotate.
@@ -46,13 +48,30 @@ def pct(x: float) -> str:
     return f"{100 * x:.2f}"
 
 
+LENGTHS = ((1, 3), (4, 6), (7, 10), (11, 20), (21, 10_000))
+
+
+def by_length(lengths: np.ndarray, truth: np.ndarray, pred: np.ndarray) -> list[dict]:
+    """Accuracy of the balanced copy (4 rows an image) by the caption's token count."""
+    rows = []
+    for lo, hi in LENGTHS:
+        keep = np.repeat((lengths >= lo) & (lengths <= hi), len(ANGLES))
+        if keep.any():
+            rows.append({"tokens": f"{lo}-{hi}" if hi < 10_000 else f">= {lo}",
+                         "images": int(keep.sum()) // len(ANGLES),
+                         "accuracy": float((truth[keep] == pred[keep]).mean())})
+    return rows
+
+
 def classifier_rows(orienter: Orienter, data: Path, seed: int,
-                    rec: Recognizer | None = None) -> tuple[list[dict], dict]:
+                    rec: Recognizer | None = None) -> tuple[list[dict], dict, dict]:
     """Scores on the balanced and imbalanced rotated copies of one test set; with ``rec``,
     also the whole decision rule of --auto-rotate (the recogniser re-reading unsure half
-    turns, when the orienter file has a reread weight)."""
+    turns, when the orienter file has a reread weight). Returns the rows, the confusion
+    matrices and the accuracy by caption length, the last two by rule."""
     samples, _ = read_layout(data)
     grays = [load_image(s.image) for s in samples]
+    lengths = np.array([len(s.tokens) for s in samples])
     n = len(ANGLES)
     # Balanced copy: image i at angle j is row i * 4 + j.
     turned = [rotate(g, a) for g in grays for a in ANGLES]
@@ -72,7 +91,7 @@ def classifier_rows(orienter: Orienter, data: Path, seed: int,
     t0 = time.perf_counter()
     scored = orienter.scorer_evidence(turned)  # once: the rules differ in how they add it
     scorer_ms = 1000 * (time.perf_counter() - t0) / len(turned)
-    rows, confusion = [], {}
+    rows, confusion, lengths_rows = [], {}, {}
     for rule, (tta, pr, with_scorer) in rules.items():
         o = Orienter(orienter.model, orienter.cfg, pr, tta)
         t0 = time.perf_counter()
@@ -84,6 +103,8 @@ def classifier_rows(orienter: Orienter, data: Path, seed: int,
             rows.append({"data": data.name, "copy": copy, "rule": rule, "ms_per_image": ms, **s})
             if rule.endswith("(shipped)"):
                 confusion[f"{data.name} {copy}"] = s["confusion"]
+        if rule.endswith("(shipped)"):
+            lengths_rows[f"{data.name}, {rule}"] = by_length(lengths, truth, pred)
     if rec is not None and orienter.reread > 0:
         rule = f"shipped + {rec.name} re-reads (as --auto-rotate)"
         t0 = time.perf_counter()
@@ -94,10 +115,11 @@ def classifier_rows(orienter: Orienter, data: Path, seed: int,
             s = classification(truth[idx], pred[idx])
             rows.append({"data": data.name, "copy": copy, "rule": rule, "ms_per_image": ms, **s})
             confusion[f"{data.name} {copy}, {rule}"] = s["confusion"]
+        lengths_rows[f"{data.name}, {rule}"] = by_length(lengths, truth, pred)
     for copy, idx in (("balanced", slice(None)), ("imbalanced", one)):
         rows.append({"data": data.name, "copy": copy, "rule": "aspect heuristic",
                      "ms_per_image": 0.0, **classification(truth[idx], heur[idx])})
-    return rows, confusion
+    return rows, confusion, lengths_rows
 
 
 def write_rotated(data: Path, out: Path, seed: int) -> dict[str, int]:
@@ -146,12 +168,17 @@ def kfold_rows(dirs: list[Path]) -> list[dict]:
     return rows
 
 
-def markdown(cls_rows: list[dict], confusion: dict, ex_rows: list[dict],
+def markdown(cls_rows: list[dict], confusion: dict, lengths_rows: dict, ex_rows: list[dict],
              kf_rows: list[dict]) -> str:
     out = ["| test set | copy | n | decision | accuracy % | macro F1 % | ms/image |",
            "|---|---|---|---|---|---|---|"]
     out += [f"| {r['data']} | {r['copy']} | {r['n']} | {r['rule']} | {pct(r['accuracy'])} | "
             f"{pct(r['macro_f1'])} | {r['ms_per_image']:.1f} |" for r in cls_rows]
+    for name, length_rows in lengths_rows.items():
+        out += ["", f"Balanced copy by caption length, {name}", "",
+                "| caption tokens | images | accuracy % |", "|---|---:|---:|"]
+        out += [f"| {r['tokens']} | {r['images']} | {pct(r['accuracy'])} |"
+                for r in length_rows]
     for name, cm in confusion.items():
         out += ["", f"Confusion matrix, {name} (rows: true angle, columns: predicted)", "",
                 "| true \\ predicted | " + " | ".join(map(str, ANGLES)) + " |",
@@ -195,25 +222,28 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     orienter = Orienter.load(args.orienter)
     rec = Recognizer.load(args.model)
-    cls_rows, confusion = [], {}
+    cls_rows, confusion, lengths_rows = [], {}, {}
     for d in [args.data, *args.extra]:
         print(f"classifier on {d} at all four angles")
-        rows, cm = classifier_rows(orienter, d, args.seed, rec if d == args.data else None)
+        rows, cm, by_len = classifier_rows(orienter, d, args.seed,
+                                           rec if d == args.data else None)
         cls_rows += rows
         confusion |= cm
+        lengths_rows |= by_len
     ex_rows = []
     if not args.no_exprate:
         rotated = ROOT / "data/orientation" / f"{args.data.name}-rotated"
         write_rotated(args.data, rotated, args.seed)
         print(f"recognition with {args.model} (rotated copy: {rotated})")
         ex_rows = exprate_rows(args.model, args.orienter, args.data, rotated)
-    table = markdown(cls_rows, confusion, ex_rows, kfold_rows(args.kfold))
+    table = markdown(cls_rows, confusion, lengths_rows, ex_rows, kfold_rows(args.kfold))
     print(table)
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "orientation.md").write_text(table, encoding="utf-8")
     (args.out / "orientation.json").write_text(json.dumps(
         {"orienter": args.orienter, "model": args.model, "info": orienter.info,
-         "classifier": cls_rows, "exprate": ex_rows, "kfold": kfold_rows(args.kfold)},
+         "classifier": cls_rows, "by_length": lengths_rows, "exprate": ex_rows,
+         "kfold": kfold_rows(args.kfold)},
         indent=2), encoding="utf-8")
     print(f"wrote {args.out / 'orientation.md'} and {args.out / 'orientation.json'}")
 

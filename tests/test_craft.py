@@ -148,3 +148,23 @@ def test_export_half_keeps_predictions(tmp_path, dataset_dir):
     full = Recognizer.load(tmp_path / "m.pt").predict(imgs)
     half = Recognizer.load(tmp_path / "h.pt").predict(imgs)
     assert [p.tokens for p in full] == [p.tokens for p in half]
+
+
+def test_export_records_training_formulas_and_evaluate_reports_them(tmp_path, dataset_dir):
+    save_tiny_model(tmp_path / "m.pt")
+    assert Recognizer.load(tmp_path / "m.pt").train_formulas is None
+    res = CliRunner().invoke(app, ["export", str(tmp_path / "m.pt"), "--out",
+                                   str(tmp_path / "r.pt"), "--train-data", str(dataset_dir)])
+    assert res.exit_code == 0, res.output
+    n = sum(1 for line in (dataset_dir / "caption.txt").read_text().splitlines() if line)
+    # The dataset's every line is a training formula now: --held-out leaves nothing to score.
+    res = CliRunner().invoke(app, ["evaluate", "--data", str(dataset_dir), "--model",
+                                   str(tmp_path / "r.pt"), "--no-render", "--json",
+                                   str(tmp_path / "e.json")])
+    assert res.exit_code == 0, res.output
+    assert "not held out" in res.output
+    m = json.loads((tmp_path / "e.json").read_text())
+    assert m["n"] == n and m["n_trained_formula"] == n
+    res = CliRunner().invoke(app, ["evaluate", "--data", str(dataset_dir), "--model",
+                                   str(tmp_path / "m.pt"), "--no-render", "--held-out"])
+    assert res.exit_code != 0 and "does not record its training formulas" in res.output

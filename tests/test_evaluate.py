@@ -285,3 +285,18 @@ def test_training_validation_set_keeps_bad_samples_counted(tmp_path, monkeypatch
         run.train(cfg, accelerator="cpu")
     assert seen["n_val"] == 1
     assert sorted(seen["lost"]) == [["x", "\\weird"], ["y"]]
+
+
+def test_held_out_uses_the_formulas_the_model_records(dataset):
+    from texlens.data.splits import pack_formulas
+    rec = StubRecognizer(ANSWERS)
+    assert "n_trained_formula" not in evaluate(rec, dataset)["metrics"]  # not recorded
+    with pytest.raises(ValueError, match="does not record its training formulas"):
+        evaluate(rec, dataset, held_out=True)
+    rec.train_formulas = pack_formulas(["x = y", "x + 1", "y + y"])
+    m = evaluate(rec, dataset)["metrics"]
+    assert m["n"] == 7 and m["n_trained_formula"] == 2
+    result = evaluate(rec, dataset, held_out=True)
+    assert [r["key"] for r in result["rows"]] == ["raw", "oov", "bad", "gone", "broken"]
+    m = result["metrics"]
+    assert (m["n"], m["n_seen_left_out"], m["n_trained_formula"]) == (5, 2, 0)

@@ -104,3 +104,28 @@ def test_fine_tune_with_frozen_encoder(tiny_cfg, tmp_path, synth_master, freeze_
                        zip(tuned.encoder.parameters(), base.encoder.parameters(), strict=True))
     assert same_encoder == (freeze_steps == 0)
     assert not torch.equal(tuned.decoder.head.weight, base.decoder.head.weight)
+
+
+def test_a_trained_model_records_its_formulas_and_its_ancestors(tiny_cfg, tmp_path,
+                                                                 synth_master):
+    from texlens.checkpoint import TRAIN_FORMULAS, read_checkpoint
+    from texlens.data.datasets import read_layout
+    from texlens.data.splits import pack_formulas, seen_formulas
+    from texlens.train.run import build_vocab
+
+    cfg = dataclasses.replace(tiny_cfg, data=dataclasses.replace(
+        tiny_cfg.data, train=[str(synth_master)]))
+    vocab = build_vocab(cfg)
+    base = build_model(cfg.model, len(vocab))
+    unknown, known = tmp_path / "unknown.pt", tmp_path / "known.pt"
+    save_model(unknown, base, cfg, vocab)
+    save_model(known, base, cfg, vocab, extra={TRAIN_FORMULAS: pack_formulas(["q + q"])})
+    captions = [" ".join(s.tokens) for s in read_layout(synth_master)[0]]
+
+    _fine_tune(tiny_cfg, tmp_path, str(synth_master), str(known))
+    formulas = read_checkpoint(tmp_path / "ft" / "model.pt")[3][TRAIN_FORMULAS]
+    assert seen_formulas(formulas, ["q  +  q", *captions]).all()
+    assert not seen_formulas(formulas, ["q + q + q"]).any()
+    # An ancestor that did not record its formulas leaves them unknown, not too few.
+    _fine_tune(tiny_cfg, tmp_path, str(synth_master), str(unknown))
+    assert read_checkpoint(tmp_path / "ft" / "model.pt")[3][TRAIN_FORMULAS] is None

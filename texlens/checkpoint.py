@@ -2,6 +2,11 @@
 
 A training checkpoint written by Lightning also works: its ``texlens`` entry (added
 by the LightningModule) carries the config and vocabulary.
+
+An exported model also carries the formulas it was trained on (``train_formulas``: the
+packed digests of :func:`texlens.data.splits.pack_formulas`, its ancestors' included when
+it was started from another model), so ``texlens evaluate`` can say which test lines it
+has seen.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ from texlens.models.satrn import build_model
 from texlens.tokens import Vocab
 
 FORMAT = "texlens-checkpoint-v1"
+TRAIN_FORMULAS = "train_formulas"
 
 
 class CheckpointError(ValueError):
@@ -127,7 +133,13 @@ def average_checkpoints(paths: list[str | Path]) -> tuple[dict[str, torch.Tensor
 
 
 def load_model(path: str | Path) -> tuple[nn.Module, Config, Vocab]:
-    cfg, vocab, state, _ = read_checkpoint(path)
+    model, cfg, vocab, _ = load_model_raw(path)
+    return model, cfg, vocab
+
+
+def load_model_raw(path: str | Path) -> tuple[nn.Module, Config, Vocab, dict]:
+    """:func:`load_model` plus the checkpoint's raw dict (its ``TRAIN_FORMULAS``...)."""
+    cfg, vocab, state, raw = read_checkpoint(path)
     model = build_model(cfg.model, len(vocab))
     try:
         model.load_state_dict({k: v.float() if v.is_floating_point() else v
@@ -136,4 +148,4 @@ def load_model(path: str | Path) -> tuple[nn.Module, Config, Vocab]:
         raise CheckpointError(f"{path}: weights do not fit the model in its config: "
                               f"{str(e).splitlines()[0]}") from None
     model.eval()
-    return model, cfg, vocab
+    return model, cfg, vocab, raw

@@ -168,6 +168,9 @@ def evaluate(
     unseen_in: Annotated[list[Path] | None, typer.Option(
         help="A training caption file; lines whose formula it has are left out (repeat for "
         "several): the held-out part of a test set.")] = None,
+    held_out: Annotated[bool, typer.Option(
+        "--held-out", help="Leave out the lines whose formula the model records having "
+        "trained on.")] = False,
     render: Annotated[bool | None, typer.Option(
         "--render/--no-render", help="TeX metrics (render_match, compiles); default: on "
         "when TeX is installed.")] = None,
@@ -207,7 +210,7 @@ def evaluate(
             result = run_eval(rec, data, batch_size, on_error, limit, beam=beam,
                               progress=lambda k: prog.advance(task, k), render=render,
                               rescore=rescore, max_tokens=max_tokens,
-                              unseen_in=unseen_in or ())
+                              unseen_in=unseen_in or (), held_out=held_out)
     except (ValueError, *_known_errors()) as e:
         _fail(str(e))
     for p in result["problems"][:20]:
@@ -216,6 +219,10 @@ def evaluate(
     if len(result["problems"]) > 20:
         err.print(f"{len(result['problems'])} problems, 20 shown")
     m = result["metrics"]
+    if m.get("n_trained_formula"):
+        err.print(f"[yellow]not held out:[/yellow] {m['n_trained_formula']} of {m['n']} lines "
+                  f"are formulas {escape(rec.name)} trained on (--held-out leaves them out)",
+                  highlight=False)
     table = Table(title=f"{rec.name} on {data}")
     table.add_column("metric")
     table.add_column("value", justify="right")
@@ -227,6 +234,7 @@ def evaluate(
         json_path.write_text(json.dumps({**m, "model": rec.name, "beam": beam,
                                          "rescore": rescore, "data": str(data),
                                          "unseen_in": [str(f) for f in unseen_in or ()],
+                                         "held_out": held_out,
                                          "auto_rotate": auto_rotate, "tta": rec.tta,
                                          "by_length": result["by_length"],
                                          "by_height": result["by_height"],
@@ -500,21 +508,35 @@ def export(
              "greedy.onnx and texlens.json.")] = None,
     int8: Annotated[bool, typer.Option(
         help="With --onnx: also int8 dynamically quantised graphs (*.int8.onnx).")] = False,
+    train_data: Annotated[list[Path] | None, typer.Option(
+        help="A dataset directory or caption file the model trained on: its formulas are "
+        "recorded in --out with those the checkpoint records (repeat for several), so "
+        "`texlens evaluate` can tell seen lines from held-out ones.")] = None,
 ) -> None:
-    """Write a small inference checkpoint (weights, config, vocabulary; no optimizer)
-    and/or ONNX graphs for onnxruntime (`predict --backend onnx --model DIR`)."""
-    from texlens.checkpoint import load_model, save_model
+    """Write a small inference checkpoint (weights, config, vocabulary, training formulas;
+    no optimizer) and/or ONNX graphs for onnxruntime (`predict --backend onnx --model DIR`)."""
+    from texlens.checkpoint import TRAIN_FORMULAS, load_model_raw, save_model
+    from texlens.data.splits import caption_expressions, pack_formulas
     from texlens.recognizer import resolve_model
     if out is None and onnx is None:
         _fail("give --out FILE (a checkpoint) and/or --onnx DIR")
     if int8 and onnx is None:
         _fail("--int8 needs --onnx DIR")
+    if train_data and out is None:
+        _fail("--train-data needs --out FILE")
     try:
         path = resolve_model(checkpoint)
-        model, cfg, vocab = load_model(path)
+        model, cfg, vocab, raw = load_model_raw(path)
+        formulas = raw.get(TRAIN_FORMULAS)
+        if train_data:
+            files = [d / "caption.txt" if d.is_dir() else d for d in train_data]
+            formulas = pack_formulas(caption_expressions(files), formulas)
         if out is not None:
-            save_model(out, model, cfg, vocab, extra={"exported_from": path.name}, half=half)
-            print(f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB)")
+            save_model(out, model, cfg, vocab, half=half,
+                       extra={"exported_from": path.name, TRAIN_FORMULAS: formulas})
+            known = (f"{len(formulas) // 8} training formulas recorded" if formulas
+                     is not None else "its training formulas unknown")
+            print(f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB; {known})")
         if onnx is not None:
             from texlens.onnx_backend import export_checkpoint
             for f in export_checkpoint(path, onnx, int8, (model, cfg, vocab)):

@@ -23,7 +23,7 @@ import numpy as np
 from texlens import metrics
 from texlens.data.datasets import DatasetError, Sample, _read_meta, read_layout, read_pairs
 from texlens.data.image import ImageError, image_size
-from texlens.data.splits import caption_expressions, expression
+from texlens.data.splits import caption_expressions, expression, seen_formulas
 from texlens.data.transforms import ink_height
 from texlens.data.writer import ordered_map
 from texlens.decoding import check_rescore
@@ -100,7 +100,7 @@ def evaluate(rec: Recognizer, data: str | Path, batch_size: int = 16, on_error: 
              limit: int = 0, beam: int = 1,
              progress: Callable[[int], None] | None = None, render: bool = False,
              rescore: str | None = None, max_tokens: int = 0,
-             unseen_in: Sequence[str | Path] = ()) -> dict:
+             unseen_in: Sequence[str | Path] = (), held_out: bool = False) -> dict:
     """Returns {"metrics": {...}, "by_length": [...], "by_height": [...],
     "by_symbol_size": [...], "rows": [...], "problems": [...]}; ``by_height`` groups the
     readable images by their pixel height before resizing, ``by_symbol_size`` by the
@@ -115,8 +115,15 @@ def evaluate(rec: Recognizer, data: str | Path, batch_size: int = 16, on_error: 
     subset defined by the truth alone, so every model is scored on the same lines).
     ``unseen_in`` names caption files (training sets): a line whose expression one of them
     has is left out, so a test set that shares formulas with training is scored on its
-    held-out part only; ``metrics["n_seen_left_out"]`` counts them.
+    held-out part only; ``metrics["n_seen_left_out"]`` counts them. ``held_out`` does the
+    same with the formulas the model records having trained on (``rec.train_formulas``).
+    When the model records them, ``metrics["n_trained_formula"]`` counts the scored lines
+    whose formula it trained on: 0 is a held-out score.
     """
+    known = getattr(rec, "train_formulas", None)
+    if held_out and known is None:
+        raise ValueError(f"{rec.name}: the model does not record its training formulas; "
+                         "give its training data with unseen_in (--unseen-in) instead")
     if rescore is not None:  # refused before the images are read
         check_rescore(rec.models, beam, rescore)
     samples, excluded = list_samples(data)
@@ -125,8 +132,14 @@ def evaluate(rec: Recognizer, data: str | Path, batch_size: int = 16, on_error: 
     seen = caption_expressions(unseen_in) if unseen_in else set()
     n_all = len(samples)
     samples = [s for s in samples if expression(s.tokens) not in seen]
+    trained = (seen_formulas(known, [expression(s.tokens) for s in samples])
+               if known is not None else np.zeros(len(samples), bool))
+    if held_out:
+        samples = [s for s, t in zip(samples, trained, strict=True) if not t]
+        trained = np.zeros(len(samples), bool)
     n_seen = n_all - len(samples)
-    samples = samples[:limit] if limit else samples
+    if limit:
+        samples, trained = samples[:limit], trained[:limit]
     found = list(excluded)
     for s in samples:
         try:  # the header only: fast, and it gives by_height its heights
@@ -140,8 +153,10 @@ def evaluate(rec: Recognizer, data: str | Path, batch_size: int = 16, on_error: 
     result = evaluate_samples(rec, samples, batch_size, beam, progress, render, rescore)
     result["problems"] = excluded + result["problems"]
     result["metrics"]["n_empty"] = len(excluded)
-    if unseen_in:
+    if unseen_in or held_out:
         result["metrics"]["n_seen_left_out"] = n_seen
+    if known is not None:
+        result["metrics"]["n_trained_formula"] = int(trained.sum())
     return result
 
 

@@ -17,10 +17,17 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 
-from texlens.checkpoint import WEIGHTS_DIR, CheckpointError, find_weights, load_model
+from texlens.checkpoint import (
+    TRAIN_FORMULAS,
+    WEIGHTS_DIR,
+    CheckpointError,
+    find_weights,
+    load_model_raw,
+)
 from texlens.data.datasets import collate
 from texlens.data.image import load_image
 from texlens.data.orientation import rotate
+from texlens.data.splits import pack_formulas
 from texlens.data.transforms import input_settings, preprocess, to_tensor_array, view_config
 from texlens.decoding import beam_search, check_rescore, greedy_decode, sequence_logprobs
 from texlens.tokens import Vocab, join
@@ -171,6 +178,9 @@ class Recognizer:
         self._shipped_orienter: Orienter | None = None  # loaded by auto_rotate=True
         self.tta: tuple[float, ...] | None = None
         self.set_tta(tta)
+        # Packed digests of the formulas the model(s) trained on (texlens.data.splits);
+        # None when a checkpoint did not record them.
+        self.train_formulas: bytes | None = None
 
     def set_tta(self, scales: Sequence[float] | None) -> None:
         """Read every image at these multiples of the input size (``TTA_SCALES``) and keep
@@ -221,7 +231,8 @@ class Recognizer:
             return cls([], onnx.cfg, onnx.vocab, f"{names[0]} ({backend})",
                        Calibration.find(Path(names[0])), onnx)
         paths = [resolve_model(n) for n in names]
-        loaded = [load_model(p) for p in paths]
+        raw_loaded = [load_model_raw(p) for p in paths]
+        loaded = [(m, c, v) for m, c, v, _ in raw_loaded]
         _, cfg, vocab = loaded[0]
         for n, (_, c, v) in zip(names[1:], loaded[1:], strict=True):
             if v != vocab:
@@ -236,7 +247,12 @@ class Recognizer:
             from texlens.onnx_backend import OnnxModel, export_cached
             onnx = OnnxModel(export_cached(paths[0], loaded[0], int8), int8=int8)
         name = " + ".join(map(str, names)) + ("" if backend == "torch" else f" ({backend})")
-        return cls([m for m, _, _ in loaded], cfg, vocab, name, calib, onnx)
+        rec = cls([m for m, _, _ in loaded], cfg, vocab, name, calib, onnx)
+        formulas = [raw.get(TRAIN_FORMULAS) for _, _, _, raw in raw_loaded]
+        if all(f is not None for f in formulas):  # an ensemble has seen what any member has
+            rec.train_formulas = formulas[0] if len(formulas) == 1 else pack_formulas(
+                (), b"".join(formulas))
+        return rec
 
     def _orienter(self, auto_rotate: bool | None) -> Orienter | None:
         """None: the recogniser's own setting; True: its orienter, else the shipped one."""

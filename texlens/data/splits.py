@@ -19,6 +19,8 @@ import hashlib
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
+import numpy as np
+
 SPLITS = ("train", "val", "heldout")
 # Shares of the expressions: 5% validation (model choice), 10% held out (reporting only).
 VAL_SHARE, HELDOUT_SHARE = 0.05, 0.10
@@ -27,11 +29,16 @@ VAL_SHARE, HELDOUT_SHARE = 0.05, 0.10
 NOT_TRAIN_SHARE = VAL_SHARE + HELDOUT_SHARE
 
 
+def formula_digest(expression: str) -> int:
+    """A formula's 64-bit hash, whitespace collapsed: its rank below, and the fingerprint a
+    model stores of each training formula (:func:`pack_formulas`)."""
+    canonical = " ".join(expression.split())
+    return int.from_bytes(hashlib.sha1(canonical.encode("utf-8")).digest()[:8], "big")
+
+
 def expression_rank(expression: str) -> float:
     """A formula's place in [0, 1): a hash of it with whitespace collapsed."""
-    canonical = " ".join(expression.split())
-    digest = hashlib.sha1(canonical.encode("utf-8")).digest()
-    return int.from_bytes(digest[:8], "big") / 2**64
+    return formula_digest(expression) / 2**64
 
 
 def expression_split(expression: str, val: float = VAL_SHARE,
@@ -58,3 +65,27 @@ def caption_expressions(files: Iterable[str | Path]) -> set[str]:
             raise ValueError(f"{f}: no such caption file")
         out |= {expression(caption) for _, _, caption in read_pairs(Path(f))}
     return out
+
+
+# A model's training formulas travel with its weights as sorted 64-bit digests (8 bytes a
+# formula: some 1 MB for 140,000), so `texlens evaluate` can tell which test lines it has
+# seen without the training data at hand. Two formulas share a digest with odds of about
+# n / 2**64: none in practice.
+
+def pack_formulas(expressions: Iterable[str], also: bytes | None = None) -> bytes:
+    """The digests of ``expressions`` (and of a packed set ``also``), sorted and unique."""
+    digests = np.fromiter((formula_digest(e) for e in expressions), np.uint64)
+    if also:
+        digests = np.concatenate([digests, unpack_formulas(also)])
+    return np.unique(digests).astype("<u8").tobytes()
+
+
+def unpack_formulas(packed: bytes) -> np.ndarray:
+    return np.frombuffer(packed, dtype="<u8")
+
+
+def seen_formulas(packed: bytes, expressions: Sequence[str]) -> np.ndarray:
+    """(N,) bool: which ``expressions`` a packed set holds."""
+    digests = np.fromiter((formula_digest(e) for e in expressions), np.uint64,
+                          count=len(expressions))
+    return np.isin(digests, unpack_formulas(packed))

@@ -121,7 +121,7 @@ def build(cfg: OrientationConfig) -> tuple[nn.Module, OrientationModelConfig, li
     state = None
     if t.init_from:
         from texlens.train.transfer import pretrained
-        rcfg, _, state = pretrained(t.init_from)
+        rcfg, _, state, _ = pretrained(t.init_from)
         if rcfg.model.backbone != "shallow" or rcfg.model.encoder != "satrn":
             raise ConfigError(f"orientation train.init_from: {t.init_from} has no shallow CNN "
                               f"stem (backbone {rcfg.model.backbone}, encoder "

@@ -19,7 +19,7 @@ from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 from torch.utils.data import DataLoader
 
-from texlens.checkpoint import atomic_save, kept_checkpoints, save_model
+from texlens.checkpoint import TRAIN_FORMULAS, atomic_save, kept_checkpoints, save_model
 from texlens.config import Config, ConfigError
 from texlens.data.datasets import (
     DatasetError,
@@ -31,7 +31,7 @@ from texlens.data.datasets import (
     read_layout,
     scan_dataset,
 )
-from texlens.data.splits import expression
+from texlens.data.splits import expression, pack_formulas
 from texlens.data.transforms import input_settings
 from texlens.evaluate import list_samples
 from texlens.tokens import Vocab
@@ -166,8 +166,11 @@ def train(cfg: Config, resume: str | None = None, devices: int | str = 1, num_no
     out.mkdir(parents=True, exist_ok=True)
     vocab = build_vocab(cfg)
     init = None
+    # The formulas a model learned from, its ancestors' included; an ancestor that did not
+    # record them leaves the set unknown (None) rather than wrongly small.
+    ancestry: bytes | None = b""
     if cfg.train.init_from:
-        src_cfg, src_vocab, state = pretrained(cfg.train.init_from)
+        src_cfg, src_vocab, state, ancestry = pretrained(cfg.train.init_from)
         src_in, new_in = input_settings(src_cfg.data), input_settings(cfg.data)
         if src_in != new_in:  # right when moving to new data; a slip when fine-tuning
             diff = ", ".join(f"{k} {src_in[k]} -> {new_in[k]}" for k in src_in
@@ -256,7 +259,10 @@ def train(cfg: Config, resume: str | None = None, devices: int | str = 1, num_no
     if trainer.is_global_zero and best:
         state = torch.load(best, map_location="cpu", weights_only=False)["state_dict"]
         lit.load_state_dict(state)
+        formulas = (None if ancestry is None else
+                    pack_formulas((expression(s.tokens) for s in train_samples), ancestry))
         save_model(export, lit.model, cfg, vocab,
-                   extra={"val_sentence_acc": float(ckpt_cb.best_model_score or 0.0)})
+                   extra={"val_sentence_acc": float(ckpt_cb.best_model_score or 0.0),
+                          TRAIN_FORMULAS: formulas})
         print(f"best checkpoint {best} exported to {export}")
     return export

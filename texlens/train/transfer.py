@@ -16,17 +16,19 @@ import lightning as L
 import torch
 from torch import nn
 
-from texlens.checkpoint import CheckpointError, read_checkpoint
+from texlens.checkpoint import TRAIN_FORMULAS, CheckpointError, read_checkpoint
 from texlens.config import Config, ConfigError
 from texlens.models.decoder import L2R
 from texlens.tokens import Vocab
 
 
-def pretrained(name_or_path: str) -> tuple[Config, Vocab, dict[str, torch.Tensor]]:
+def pretrained(name_or_path: str
+               ) -> tuple[Config, Vocab, dict[str, torch.Tensor], bytes | None]:
+    """Config, vocabulary, weights and training formulas (None: not recorded) of a model."""
     from texlens.recognizer import resolve_model  # the recognizer imports the models
 
-    cfg, vocab, state, _ = read_checkpoint(resolve_model(name_or_path))
-    return cfg, vocab, state
+    cfg, vocab, state, raw = read_checkpoint(resolve_model(name_or_path))
+    return cfg, vocab, state, raw.get(TRAIN_FORMULAS)
 
 
 def extend_vocab(base: Vocab, sequences: Iterable[Sequence[str]]) -> Vocab:
