@@ -11,6 +11,11 @@ expression was a training expression under the old rule and lines whose was not:
     python benchmarks/unseen_expressions.py --engine tex --out outputs/unseen-tex
 
 Writes OUT/captions.txt, OUT/data/ (the renderings), OUT/metrics.json.
+
+    python benchmarks/unseen_expressions.py --train-captions FILE
+
+writes the real captions printed-small trained on under the old rule and stops: what
+`make stamp-shipped` records in the shipped files as their training formulas.
 """
 
 from __future__ import annotations
@@ -42,9 +47,17 @@ def main() -> None:
     ap.add_argument("--n", type=int, default=892)
     ap.add_argument("--seed", type=int, default=5)
     ap.add_argument("--out", type=Path, default=Path("outputs/unseen"))
+    ap.add_argument("--train-captions", type=Path,
+                    help="Write the old rule's training captions (key<TAB>tokens) here, stop.")
     args = ap.parse_args()
 
     rows = read_caption_file(args.captions)
+    if args.train_captions:
+        lines = [f"{k}\t{' '.join(t)}\n" for k, t in rows if old_key_split(k) == "train"]
+        args.train_captions.parent.mkdir(parents=True, exist_ok=True)
+        args.train_captions.write_text("".join(lines), encoding="utf-8")
+        print(f"wrote {len(lines)} training captions to {args.train_captions}")
+        return
     heldout = [(k, t) for k, t in rows if old_key_split(k) == "heldout"]
     trained = {" ".join(t) for k, t in rows if old_key_split(k) == "train"}
     args.out.mkdir(parents=True, exist_ok=True)

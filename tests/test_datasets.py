@@ -23,6 +23,7 @@ from texlens.data.datasets import (
     scan_dataset,
 )
 from texlens.data.image import ImageError, image_size, load_image
+from texlens.data.splits import pack_formulas
 from texlens.data.transforms import (
     ink_bright,
     ink_height,
@@ -531,3 +532,5 @@ def test_shared_formulas_counts_validation_lines_with_a_training_formula():
     val = [s("x  +  1"), s("y"), s("x ^ { 2 }"), s("x ^ 2")]
     assert shared_formulas(train, val) == 2  # spacing aside, the same formula
     assert shared_formulas(train, [s("y")]) == 0
+    # A formula the model started from was trained on counts too.
+    assert shared_formulas(train, [s("y"), s("z")], pack_formulas(["y"])) == 1

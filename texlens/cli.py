@@ -533,7 +533,8 @@ def export(
             formulas = pack_formulas(caption_expressions(files), formulas)
         if out is not None:
             save_model(out, model, cfg, vocab, half=half,
-                       extra={"exported_from": path.name, TRAIN_FORMULAS: formulas})
+                       extra={"exported_from": raw.get("exported_from") or path.name,
+                              TRAIN_FORMULAS: formulas})
             known = (f"{len(formulas) // 8} training formulas recorded" if formulas
                      is not None else "its training formulas unknown")
             print(f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB; {known})")

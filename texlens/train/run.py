@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import lightning as L
+import numpy as np
 import torch
 from lightning.pytorch.callbacks import (
     Callback,
@@ -31,7 +32,7 @@ from texlens.data.datasets import (
     read_layout,
     scan_dataset,
 )
-from texlens.data.splits import expression, pack_formulas
+from texlens.data.splits import expression, pack_formulas, seen_formulas
 from texlens.data.transforms import input_settings
 from texlens.evaluate import list_samples
 from texlens.tokens import Vocab
@@ -110,10 +111,14 @@ def checked(roots: list[str], vocab: Vocab, cfg: Config, what: str,
     return report
 
 
-def shared_formulas(train: Sequence[Sample], val: Sequence[Sample]) -> int:
-    """How many validation samples have a formula that a training sample has."""
+def shared_formulas(train: Sequence[Sample], val: Sequence[Sample],
+                    ancestry: bytes | None = None) -> int:
+    """How many validation samples have a formula that a training sample has, or that the
+    model started from (``ancestry``: its recorded formulas) was trained on."""
     seen = {expression(s.tokens) for s in train}
-    return sum(expression(s.tokens) in seen for s in val)
+    exprs = [expression(s.tokens) for s in val]
+    inherited = (seen_formulas(ancestry, exprs) if ancestry else np.zeros(len(exprs), bool))
+    return sum(e in seen or bool(i) for e, i in zip(exprs, inherited, strict=True))
 
 
 def make_loader(ds: FormulaDataset, cfg: Config, shuffle: bool, rank: int = 0,
@@ -198,11 +203,11 @@ def train(cfg: Config, resume: str | None = None, devices: int | str = 1, num_no
     lost = [s for s in pool if s.where in bad]
     print(f"train: {len(train_samples)} samples, val: {len(val_samples)}"
           f"{f' (+{len(lost)} bad, counted wrong)' if lost else ''}, vocab: {len(vocab)} tokens")
-    seen = shared_formulas(train_samples, pool)
+    seen = shared_formulas(train_samples, pool, ancestry)
     if seen:  # a warning, not an error: data made before the split rule was one still trains
-        print(f"val: {seen} of {len(pool)} lines have a formula of the training data, so "
-              "validation is not held out; make the sets with one split rule "
-              "(texlens/data/splits.py)")
+        print(f"val: {seen} of {len(pool)} lines have a formula of the training data (or of "
+              "the model it starts from), so validation is not held out; make the sets with "
+              "one split rule (texlens/data/splits.py)")
     train_ds = FormulaDataset(train_samples, vocab, cfg.data, train=True)
     val_ds = FormulaDataset(val_samples, vocab, cfg.data)
     lit = Recognizer(cfg, vocab)
