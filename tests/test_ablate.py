@@ -173,6 +173,27 @@ def test_beyond_spread_and_mean_curve():
     assert mean_curve([[(1, 1.0), (2, 3.0)], [(1, 3.0)]]) == [(1, 2.0), (2, 3.0)]
 
 
+def test_summary_puts_the_sets_side_by_side_and_report_runs_nothing(tmp_path, base_cfg):
+    from texlens.train.ablate_report import ArmResults, summary_markdown
+    path = write_spec(tmp_path / "two.yaml", base=str(base_cfg), out=str(tmp_path / "o"),
+                      eval_data=["a", "b"], arms={"base": [], "wide": ["model.d_model=48"]})
+    spec = load_spec(path)
+
+    def result(a: float, b: float) -> dict:
+        return {"eval": {"a": {"sentence_acc": a}, "b": {"sentence_acc": b}}}
+    arms = {"base": ArmResults(spec.arms["base"], 2, [result(0.5, 0.2), result(0.6, 0.2)]),
+            "wide": ArmResults(spec.arms["wide"], 2, [result(0.8, 0.21)])}
+    rows = [line for line in summary_markdown(spec, arms) if line.startswith("| ")]
+    assert rows[1].startswith("| **base** | 2/2 | 55.0 ± 7.1 |  |  | 20.0 ± 0.0 |")
+    # +25 points beyond base's spread of 7.1 on a; +1 within 0.0 + an unknown spread on b.
+    assert rows[2] == "| wide | 1/2 | 80.0 | +25.0 | yes* | 21.0 | +1.0 | yes* |"
+    res = runner.invoke(app, ["ablate", str(path), "--report"])
+    assert res.exit_code == 0, res.output
+    table = (tmp_path / "o" / "table.md").read_text()
+    assert "## Summary: ExpRate % on each set" in table and "| wide | 0/1 |" in table
+    assert not (tmp_path / "o" / "base").exists()  # nothing trained
+
+
 def test_tiny_spec_end_to_end_then_resume(tmp_path, base_cfg, synth_master):
     out = tmp_path / "abl"
     spec = write_spec(

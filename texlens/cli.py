@@ -360,6 +360,9 @@ def ablate(
         min=1, help="Cores to use, split evenly between the jobs; default all.")] = None,
     dry_run: Annotated[bool, typer.Option(
         "--dry-run", help="List the runs and what each still needs; run nothing.")] = False,
+    report: Annotated[bool, typer.Option(
+        "--report", help="Rewrite OUT/table.md and OUT/curves.png from the finished runs; "
+        "run nothing.")] = False,
     arm: Annotated[list[str] | None, typer.Option(
         help="Only this arm (repeatable); the table still shows every arm.")] = None,
 ) -> None:
@@ -390,6 +393,9 @@ def ablate(
     jobs = jobs or cores
     if jobs > cores:
         _fail(f"--jobs {jobs} on {cores} cores: give each job at least a core")
+    if report:
+        print(f"wrote {write_report(s)} and {s.out / 'curves.png'}")
+        return
     states = {u: unit_state(s, u) for u in units}
     if dry_run:
         table = Table(title=f"{spec}: {len(units)} runs into {s.out}")

@@ -107,6 +107,8 @@ def table_markdown(spec: AblationSpec) -> str:
         "ensemble per group of seeds: its n counts groups. Steps and training minutes (wall "
         "time, shared with the other runs) are means over runs; an arm that reuses another "
         "reports that arm's.", ""]
+    if len(spec.eval_data) > 1:
+        lines += summary_markdown(spec, arms)
     for data in spec.eval_data:
         n = next((r["eval"][data]["n"] for a in arms.values() for r in a.results), None)
         short = (f", captions of at most {spec.eval_max_tokens} tokens"
@@ -137,6 +139,33 @@ def table_markdown(spec: AblationSpec) -> str:
             lines.append("| " + " | ".join(row) + " |")
         lines.append("")
     return "\n".join(lines)
+
+
+def summary_markdown(spec: AblationSpec, arms: dict[str, ArmResults]) -> list[str]:
+    """One row an arm, the metric on every eval set side by side (Δ and beyond spread as
+    in the tables per set), in spec order."""
+    m = NAMES.get(spec.metric, spec.metric)
+    base = arms[spec.baseline]
+    header = ["arm", "n"]
+    for data in spec.eval_data:
+        header += [f"{data}: {m}", "Δ", "beyond spread"]
+    lines = [f"## Summary: {m} on each set", "", "| " + " | ".join(header) + " |",
+             "|---|---:|" + "---:|---:|:-:|" * len(spec.eval_data)]
+    for a in arms.values():
+        row = [f"**{a.arm.name}**" if a is base else a.arm.name,
+               f"{len(a.results)}/{a.planned}"]
+        for data in spec.eval_data:
+            mean, sd = a.mean(data, spec.metric), a.sd(data, spec.metric)
+            ref = base.mean(data, spec.metric)
+            cell = fmt(spec.metric, mean) + (f" ± {fmt(spec.metric, sd)}" if sd is not None
+                                             else "")
+            delta = beyond = ""
+            if a is not base and mean is not None and ref is not None:
+                delta = fmt(spec.metric, mean - ref, sign=True)
+                beyond = beyond_spread(mean - ref, sd, base.sd(data, spec.metric))
+            row += [cell, delta, beyond]
+        lines.append("| " + " | ".join(row) + " |")
+    return lines + [""]
 
 
 def mean_curve(curves: list[Curve]) -> Curve:
