@@ -250,3 +250,25 @@ def test_tiny_spec_end_to_end_then_resume(tmp_path, base_cfg, synth_master):
     dry = runner.invoke(app, [*args, "--dry-run"])
     assert " resume " in dry.output
     assert f"--resume {out / 'slow' / 'seed0' / 'checkpoints' / 'last.ckpt'}" in dry.output
+
+    # Scoring the final weights instead of validation's choice: rescored, not retrained;
+    # an arm may keep its own choice.
+    write_spec(spec, base=str(base_cfg), seeds=[0, 1], eval_data=[str(synth_master)],
+               out=str(out), eval_checkpoint="last",
+               arms={"base": ["train.keep_checkpoints=2"],
+                     "beam2": {"reuse": "base", "beam": 2},
+                     "ens2": {"reuse": "base", "ensemble": 2},
+                     "avg2": {"reuse": "base", "average": 2, "seeds": [0], "checkpoint": "best"}})
+    dry = runner.invoke(app, [*args, "--dry-run"])
+    assert dry.output.count(" evaluate ") == 5 and dry.output.count(" done ") == 1  # avg2
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    again = {p.parent.relative_to(out).as_posix(): json.loads(p.read_text())
+             for p in out.glob("*/*/result.json")}
+    assert again["ens2/seeds0+1"]["models"] == [str(out / "base" / f"seed{s}" / "last.pt")
+                                                for s in (0, 1)]
+    assert again["base/seed0"]["recipe"]["checkpoint"] == "last"
+    assert "checkpoint" not in again["avg2/seed0"]["recipe"]
+    assert "final weights" in (out / "table.md").read_text()
+    msg = spec_error(tmp_path, base_cfg, arms={"base": []}, eval_checkpoint="first")
+    assert "eval_checkpoint" in msg and "best, last" in msg

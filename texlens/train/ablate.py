@@ -10,6 +10,8 @@ each arm gets the same), the seeds, the data every model is scored on, and the a
     eval_data: [data/printed/val-real]     # default: the base config's data.val
     eval_max_tokens: 10                    # score only captions this short (default: all)
     eval_unseen_in: [data/train/caption.txt]  # score only lines whose formula these lack
+    eval_checkpoint: last                  # each run's final weights (default best: the
+                                           # checkpoint its validation chose)
     metric: sentence_acc                   # what the difference to the base is taken on
     arms:
       base: [train.keep_checkpoints=3]     # the reference (or name another: baseline: NAME)
@@ -18,6 +20,7 @@ each arm gets the same), the seeds, the data every model is scored on, and the a
       beam5: {reuse: base, beam: 5}        # base's models, decoded with beam search
       average3: {reuse: base, average: 3}  # per seed, the last 3 kept checkpoints averaged
       ensemble3: {reuse: base, ensemble: 3}  # base's seed models, 3 decoding together
+      stop: {set: [train.early_stop_patience=3], checkpoint: best}  # an arm's own choice
 
 Each (arm, seed) is a unit with its own directory, OUT/ARM/seedS. A training unit runs
 ``texlens train BASE --set ...`` in a subprocess (log: train.log), then is scored with
@@ -52,8 +55,11 @@ import yaml
 from texlens.config import ConfigError, load_config
 
 SPEC_KEYS = ("base", "set", "seeds", "arms", "eval_data", "eval_max_tokens",
-             "eval_unseen_in", "metric", "baseline", "out")
-ARM_KEYS = ("set", "seeds", "reuse", "beam", "rescore", "average", "ensemble")
+             "eval_unseen_in", "eval_checkpoint", "metric", "baseline", "out")
+ARM_KEYS = ("set", "seeds", "reuse", "beam", "rescore", "average", "ensemble", "checkpoint")
+# Which weights of a run are scored: the checkpoint its validation chose (model.pt), or its
+# final weights (checkpoints/last.ckpt): a fixed budget compared without a validation choice.
+CHECKPOINTS = ("best", "last")
 # Metrics of texlens.metrics.compute_all an arm can be compared on; lower is better for
 # the error rates.
 METRICS = ("sentence_acc", "exprate_le1", "exprate_le2", "wer", "corpus_wer", "ned", "bleu",
@@ -77,6 +83,7 @@ class Arm:
     average: int = 0  # average the last K kept checkpoints of each reused seed
     ensemble: int = 0  # decode K seed models of the reused arm together
     rescore: str | None = None  # "r2l": rerank the beam by both directions (bidirectional)
+    checkpoint: str | None = None  # best | last; None: the spec's eval_checkpoint
 
     @property
     def trains(self) -> bool:
@@ -92,7 +99,8 @@ class Arm:
             what = f"{self.reuse}: ensembles of {self.ensemble} seed models"
         else:
             what = f"{self.reuse}'s models"
-        return what + (f", beam {self.beam}" if self.beam > 1 else "")
+        what += f", beam {self.beam}" if self.beam > 1 else ""
+        return what + (f"; scores its {self.checkpoint} checkpoint" if self.checkpoint else "")
 
 
 @dataclass
@@ -109,6 +117,10 @@ class AblationSpec:
     eval_max_tokens: int = 0  # 0: every line of eval_data
     # Caption files (the training sets): eval lines with one of their formulas are left out.
     eval_unseen_in: list[str] = field(default_factory=list)
+    eval_checkpoint: str = "best"  # CHECKPOINTS; an arm may say otherwise
+
+    def checkpoint(self, arm: str) -> str:
+        return self.arms[arm].checkpoint or self.eval_checkpoint
 
 
 @dataclass(frozen=True)
@@ -158,6 +170,12 @@ def _count(raw: dict, key: str, where: str, least: int) -> int:
     return value
 
 
+def _checkpoint(value: Any, where: str) -> str | None:
+    if value is not None and value not in CHECKPOINTS:
+        raise AblationError(f"{where}: {value!r} is not one of {', '.join(CHECKPOINTS)}")
+    return value
+
+
 def _arm(name: str, raw: Any, seeds: list[int], where: str) -> Arm:
     if raw is None or isinstance(raw, list):
         return Arm(name, _overrides(raw, where), list(seeds))
@@ -168,7 +186,8 @@ def _arm(name: str, raw: Any, seeds: list[int], where: str) -> Arm:
         raise AblationError(f"{where}: unknown key {unknown[0]!r} (known: {', '.join(ARM_KEYS)})")
     arm = Arm(name, _overrides(raw.get("set"), f"{where}.set"),
               _seeds(raw["seeds"], f"{where}.seeds") if "seeds" in raw else list(seeds),
-              raw.get("reuse"), _count(raw, "beam", where, 1), rescore=raw.get("rescore"))
+              raw.get("reuse"), _count(raw, "beam", where, 1), rescore=raw.get("rescore"),
+              checkpoint=_checkpoint(raw.get("checkpoint"), f"{where}.checkpoint"))
     if arm.rescore is not None:
         from texlens.decoding import RESCORERS
         if arm.rescore not in RESCORERS or arm.beam < 2:
@@ -257,6 +276,8 @@ def load_spec(path: str | Path) -> AblationSpec:
         raise AblationError(f"{path}: eval_unseen_in: expected a list of caption files, "
                             f"got {unseen!r}")
     spec.eval_unseen_in = unseen
+    spec.eval_checkpoint = _checkpoint(raw.get("eval_checkpoint"),
+                                       f"{path}: eval_checkpoint") or "best"
     return spec
 
 
@@ -329,6 +350,8 @@ def eval_recipe(spec: AblationSpec, unit: Unit) -> dict:
         recipe["eval_max_tokens"] = spec.eval_max_tokens
     if spec.eval_unseen_in:
         recipe["eval_unseen_in"] = spec.eval_unseen_in
+    if spec.checkpoint(unit.arm) != "best" and not arm.average:
+        recipe["checkpoint"] = spec.checkpoint(unit.arm)
     return recipe
 
 
@@ -425,7 +448,8 @@ def evaluate_unit(spec: AblationSpec, unit: Unit) -> dict:
     from texlens.recognizer import Recognizer
     arm = spec.arms[unit.arm]
     srcs = sources(spec, unit)
-    models = [u.dir / "model.pt" for u in srcs]
+    last = spec.checkpoint(unit.arm) == "last"
+    models = [final_model(u) if last else u.dir / "model.pt" for u in srcs]
     if arm.average:
         kept = kept_checkpoints(srcs[0].dir)[-arm.average:]
         if len(kept) < arm.average:
@@ -453,6 +477,26 @@ def evaluate_unit(spec: AblationSpec, unit: Unit) -> dict:
     unit.dir.mkdir(parents=True, exist_ok=True)
     _write_json(unit.dir / "result.json", result)
     return result
+
+
+def final_model(unit: Unit) -> Path:
+    """A training unit's final weights (checkpoints/last.ckpt) as an inference checkpoint,
+    unit.dir/last.pt, exported once (again when last.ckpt is newer)."""
+    from texlens.checkpoint import TRAIN_FORMULAS, average_checkpoints, read_checkpoint, save_model
+    from texlens.models.satrn import build_model
+    ckpt, out = unit.dir / "checkpoints" / "last.ckpt", unit.dir / "last.pt"
+    if not ckpt.is_file():
+        raise AblationError(f"{unit.label}: {ckpt} is missing; eval_checkpoint last needs it")
+    if out.is_file() and out.stat().st_mtime >= ckpt.stat().st_mtime:
+        return out
+    state, cfg, vocab = average_checkpoints([ckpt])  # one checkpoint: its own weights
+    model = build_model(cfg.model, len(vocab))
+    model.load_state_dict(state)
+    best = unit.dir / "model.pt"  # the run's record of its training formulas, if it has one
+    formulas = read_checkpoint(best)[3].get(TRAIN_FORMULAS) if best.is_file() else None
+    save_model(out, model, cfg, vocab, extra={"exported_from": str(ckpt),
+                                              TRAIN_FORMULAS: formulas})
+    return out
 
 
 @dataclass

@@ -97,7 +97,10 @@ def table_markdown(spec: AblationSpec) -> str:
     lines = [
         f"# Ablation `{spec.path.stem}`", "",
         f"Written by `texlens ablate {spec.path}`. Every arm starts from `{spec.base}` "
-        f"with {sets}; seeds {', '.join(map(str, spec.seeds))} unless the arm says.", "",
+        f"with {sets}; seeds {', '.join(map(str, spec.seeds))} unless the arm says. "
+        + ("Scored: each run's final weights, unless the arm says."
+           if spec.eval_checkpoint == "last" else
+           "Scored: the checkpoint each run's validation chose, unless the arm says."), "",
         "A cell is the mean ± the standard deviation over an arm's runs (sample standard "
         "deviation, n - 1; no ± for one run); n is finished runs / planned. "
         f"**Δ**: the arm's mean {m} minus `{spec.baseline}`'s. **beyond spread**: yes when "
