@@ -94,6 +94,10 @@ continue-printed: printed-data
 # training captions takes each real expression once (the copies' lines filtered out); the
 # random formulas leave out every validation and 2014 test expression (until 2026-12-03
 # they did not: 15 test and 43 validation images shared one, docs/RESULTS.md).
+# The train/val split is texlens's one split rule (texlens/data/splits.py) since
+# 2026-12-04; the shipped handwritten-small was trained on the split made before, so
+# validate it on the data/crohme/val of that time, not on one re-made here (`texlens
+# evaluate` says how many lines it has seen: n_trained_formula).
 CROHME := ../shared/data/crohme
 handwritten-data: setup
 	$(BIN)/texlens data crohme --inkml $(CROHME)/train_inkml.tar.gz --captions $(CROHME)/train_caption.txt --copies 3 --out data/crohme
