@@ -168,3 +168,22 @@ def test_export_records_training_formulas_and_evaluate_reports_them(tmp_path, da
     res = CliRunner().invoke(app, ["evaluate", "--data", str(dataset_dir), "--model",
                                    str(tmp_path / "m.pt"), "--no-render", "--held-out"])
     assert res.exit_code != 0 and "does not record its training formulas" in res.output
+
+
+def test_data_heldout_keeps_the_lines_no_training_set_has(tmp_path, dataset_dir):
+    from texlens.data.datasets import read_layout
+    lines = [line for line in (dataset_dir / "caption.txt").read_text().splitlines() if line]
+    train = tmp_path / "train.txt"  # the first two formulas, spaced differently
+    train.write_text("".join(f"t{i}\t {line.split(chr(9))[1]}  \n"
+                             for i, line in enumerate(lines[:2])), encoding="utf-8")
+    formulas = {" ".join(line.split("\t")[1].split()) for line in lines[:2]}
+    res = CliRunner().invoke(app, ["data", "heldout", str(dataset_dir), "--unseen-in",
+                                   str(train), "--out", str(tmp_path / "h")])
+    assert res.exit_code == 0, res.output
+    samples, problems = read_layout(tmp_path / "h")
+    expected = [line for line in lines if " ".join(line.split("\t")[1].split()) not in formulas]
+    assert problems == [] and len(samples) == len(expected) < len(lines)
+    assert all(s.image.is_file() and " ".join(s.tokens) not in formulas for s in samples)
+    res = CliRunner().invoke(app, ["data", "heldout", str(dataset_dir), "--unseen-in",
+                                   str(tmp_path / "nope.txt"), "--out", str(tmp_path / "x")])
+    assert res.exit_code != 0 and "nope.txt: no such caption file" in res.output

@@ -595,6 +595,45 @@ def models() -> None:
         print(f"{f.stem}\t{f.stat().st_size / 1e6:.1f} MB\t(orientation, --auto-rotate)")
 
 
+@data_app.command("heldout")
+def data_heldout(
+    data: Annotated[Path, typer.Argument(help="Dataset directory (caption.txt or gt.txt).")],
+    out: Annotated[Path, typer.Option(help="Output dataset directory.")],
+    unseen_in: Annotated[list[Path], typer.Option(
+        help="A training caption file or dataset directory (repeat for several): its "
+        "formulas are left out.")],
+) -> None:
+    """The held-out part of a dataset: the lines whose formula no training set has, as a
+    dataset of its own (images hard-linked, or copied across file systems)."""
+    import os
+    import shutil
+
+    from texlens.data.datasets import read_layout
+    from texlens.data.splits import caption_expressions, expression
+    try:
+        samples, problems = read_layout(data)
+        seen = caption_expressions(f / "caption.txt" if f.is_dir() else f for f in unseen_in)
+    except (ValueError, *_known_errors()) as e:
+        _fail(str(e))
+    for p in problems:
+        err.print(f"[yellow]skipped:[/yellow] {escape(p)}", highlight=False)
+    kept = [s for s in samples if expression(s.tokens) not in seen]
+    lines = []
+    for s in kept:  # the same relative path, so the key finds its image as it did
+        dest = out / s.image.relative_to(data)
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        dest.unlink(missing_ok=True)
+        try:
+            os.link(s.image, dest)
+        except OSError:
+            shutil.copyfile(s.image, dest)
+        lines.append(f"{s.key}\t{' '.join(s.tokens)}\n")
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "caption.txt").write_text("".join(lines), encoding="utf-8")
+    print(f"wrote {len(kept)} of {len(samples)} lines to {out}; "
+          f"{len(samples) - len(kept)} have a formula of {len(unseen_in)} training set(s)")
+
+
 @data_app.command("synth")
 def data_synth(
     out: Annotated[Path, typer.Option(help="Output dataset directory.")],
