@@ -52,6 +52,10 @@ def test_export_writes_both_graphs_and_the_vocabulary(exported):
     assert meta["tokens"] == Recognizer.load("printed-small").vocab.itos
     # int8 weights are about a quarter of float ones
     assert (d / "decoder_step.int8.onnx").stat().st_size < 0.5 * (d / STEP).stat().st_size
+    # The record of training formulas travels too: an ONNX reader can say what is held out.
+    onnx_rec = Recognizer.load(d, backend="onnx")
+    assert onnx_rec.train_formulas == Recognizer.load("printed-small").train_formulas
+    assert onnx_rec.train_formulas  # the shipped file records its formulas
 
 
 @pytest.mark.parametrize(("name", "folder"), CASES)

@@ -49,6 +49,7 @@ from texlens.models.posenc import Sine2D, sinusoid
 from texlens.tokens import Vocab
 
 ENCODER, STEP, META = "encoder.onnx", "decoder_step.onnx", "texlens.json"
+FORMULAS = "train_formulas.bin"  # the checkpoint's record of its training formulas, if any
 ENCODER_UNPADDED, GREEDY = "encoder_unpadded.onnx", "greedy.onnx"
 OPSET = 17
 CONTRIB = {"com.microsoft": 1}  # onnxruntime's operators (MultiHeadAttention)
@@ -435,12 +436,17 @@ def export(model: nn.Module, cfg, vocab: Vocab, out_dir: str | Path, int8: bool 
 
 def export_checkpoint(checkpoint: str | Path, out_dir: str | Path, int8: bool = False,
                       loaded: tuple | None = None) -> list[Path]:
-    """Export a checkpoint file (and its confidence calibration, when it has one)."""
-    from texlens.checkpoint import load_model
+    """Export a checkpoint file (and its confidence calibration and its record of training
+    formulas, when it has them)."""
+    from texlens.checkpoint import TRAIN_FORMULAS, load_model, read_checkpoint
 
     checkpoint = Path(checkpoint)
     model, cfg, vocab = loaded or load_model(checkpoint)
     files = export(model, cfg, vocab, out_dir, int8)
+    formulas = read_checkpoint(checkpoint)[3].get(TRAIN_FORMULAS)
+    if formulas is not None:
+        files.append(Path(out_dir) / FORMULAS)
+        files[-1].write_bytes(formulas)
     calib = checkpoint.with_suffix(".calibration.json")
     if calib.is_file():
         files.append(Path(out_dir) / "calibration.json")
@@ -499,6 +505,8 @@ class OnnxModel:
                 raise FileNotFoundError(f"{f}: missing; write it with `texlens export MODEL "
                                         f"--onnx {d}{' --int8' if int8 else ''}`")
         self.meta = json.loads(files[-1].read_text())
+        record = d / FORMULAS
+        self.train_formulas = record.read_bytes() if record.is_file() else None
         if self.meta.get("format") != FORMAT:
             raise ValueError(f"{files[-1]}: exported in format {self.meta.get('format', 1)} "
                              f"by another texlens version; this one reads format {FORMAT}: "

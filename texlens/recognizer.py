@@ -228,8 +228,10 @@ class Recognizer:
         if backend != "torch" and Path(names[0]).is_dir():
             from texlens.onnx_backend import OnnxModel
             onnx = OnnxModel(names[0], int8=int8)
-            return cls([], onnx.cfg, onnx.vocab, f"{names[0]} ({backend})",
-                       Calibration.find(Path(names[0])), onnx)
+            rec = cls([], onnx.cfg, onnx.vocab, f"{names[0]} ({backend})",
+                      Calibration.find(Path(names[0])), onnx)
+            rec.train_formulas = onnx.train_formulas
+            return rec
         paths = [resolve_model(n) for n in names]
         raw_loaded = [load_model_raw(p) for p in paths]
         loaded = [(m, c, v) for m, c, v, _ in raw_loaded]
