@@ -327,7 +327,10 @@ def test_validation_every_n_global_steps_and_at_the_end(tmp_path, synth_master):
 
 def test_a_run_stopped_by_its_clock_ends_annealed(tmp_path, synth_master):
     # 10,000 steps cannot run in 1.5 s: the time limit stops the run, and the cosine,
-    # which follows whichever budget runs out first, has brought the rate down by then.
+    # which follows whichever budget runs out first, brings the rate down with the clock
+    # (by steps alone it would still be at 1e-3 after a few of 10,000). How far down the
+    # last logged step got depends on the machine's speed: the exact rates at a given share
+    # of the time are tests/test_models.py::test_cosine_follows_the_clock_when_time_runs_out_first.
     cfg = write_config(tmp_path / "c.yaml", synth_master, synth_master, tmp_path / "run",
                        max_steps=10000, max_epochs=10000, max_time_min=0.025,
                        scheduler="cosine", warmup=0.0, lr=0.001)
@@ -338,4 +341,5 @@ def test_a_run_stopped_by_its_clock_ends_annealed(tmp_path, synth_master):
     col = next(i for i, h in enumerate(header) if h.startswith("lr-"))
     lrs = [float(r[col]) for r in rows if r[col]]
     assert 2 < len(lrs) < 10000
-    assert lrs[0] > 0.9e-3 and lrs[-1] < 0.25e-3, lrs
+    assert lrs[0] > 0.9e-3 and lrs[-1] < 0.98e-3, lrs
+    assert all(b <= a for a, b in zip(lrs, lrs[1:])), lrs

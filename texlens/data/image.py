@@ -17,7 +17,9 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".gif")
+# .pgm (raw 8-bit graymap): the form benchmarks/pack_for_device.py ships datasets in, since
+# xz over raw pixels is smaller than over PNG files.
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".gif", ".pgm")
 
 # 40 Mpx is a 300-dpi A4 page twice over (an 8-bit page decodes to 40 MB, RGBA to 160 MB);
 # no formula needs more. Checked from the header, before any pixel is decoded.
