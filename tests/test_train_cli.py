@@ -342,4 +342,4 @@ def test_a_run_stopped_by_its_clock_ends_annealed(tmp_path, synth_master):
     lrs = [float(r[col]) for r in rows if r[col]]
     assert 2 < len(lrs) < 10000
     assert lrs[0] > 0.9e-3 and lrs[-1] < 0.98e-3, lrs
-    assert all(b <= a for a, b in zip(lrs, lrs[1:])), lrs
+    assert all(b <= a for a, b in zip(lrs, lrs[1:], strict=False)), lrs
