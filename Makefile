@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: setup demo test mathjax tex browser lint bench printed-data train-printed continue-printed handwritten-data train-handwritten base-data orientation clean
+.PHONY: setup demo test mathjax tex browser lint bench printed-data train-printed continue-printed handwritten-data train-handwritten base-data base-pack device-wheels orientation clean
 
 setup: $(STAMP)
 
@@ -163,6 +163,23 @@ base-data: setup tex mathjax
 	$(BIN)/texlens data render --captions $(BASE)/train-mathjax.txt --engine mathjax --seed 2 --workers 2 --out $(BASE)/train-corpus-mathjax
 	$(BIN)/texlens data render --captions $(BASE)/heldout.txt --seed 4 --workers 2 --out $(BASE)/test-corpus
 	$(BIN)/texlens data render --captions $(BASE)/crohme/heldout.txt --seed 8 --workers 2 --out $(BASE)/test-crohme
+
+# For a lent GPU machine (benchmarks/printed_base_gpu.sh; docs/RESULTS.md gives the call):
+# printed-base's data as one archive (that machine has no TeX), a subset that fits a
+# device call's 64 MiB together with the working tree and the wheels it lacks.
+base-pack:
+	$(BIN)/python benchmarks/pack_for_device.py $(BASE)/train-corpus=38000 $(BASE)/train-gen=5000 \
+	  $(BASE)/train-crohme $(BASE)/train-corpus-mathjax=6000 $(BASE)/val-corpus $(BASE)/val-crohme \
+	  --xz-level 9 --out .device/base.tar.xz
+
+# The Python packages texlens needs that the GPU machine's image lacks (Python 3.12 wheels).
+WHEELS := albumentations==2.0.8 albucore==0.0.24 simsimd==6.5.16 stringzilla==5.3.2 \
+	pydantic==2.14.4 pydantic-core==2.50.5 annotated-types==0.8.0 typing-inspection==0.4.5 \
+	rapidfuzz==3.14.6 pylatexenc==2.11 latex2mathml==3.81.1
+device-wheels:
+	python3 -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 \
+	  --implementation cp --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 \
+	  --platform manylinux2014_x86_64 -d .whl $(WHEELS)
 
 clean:
 	rm -rf $(VENV) outputs .pytest_cache
