@@ -17,6 +17,9 @@ mkdir -p "$OUT_DIR/logs"
 step() { local s=$SECONDS; "$@"; echo "[$((SECONDS - s)) s] $*"; }
 
 [ -f data/base/train-corpus/caption.txt ] || step python3 -m tarfile -e "$PACK" .
+# Loader processes hand batches over in shared memory: a small /dev/shm (a container's
+# default is 64 MB) ends a run with a bus error, so the log says how much there is.
+df -h /dev/shm 2>/dev/null | tail -1 || true
 if command -v nvidia-smi >/dev/null; then
   nvidia-smi --query-gpu=utilization.gpu,memory.used --format=csv -l 20 \
     > "$OUT_DIR/logs/gpu.csv" 2>&1 &
