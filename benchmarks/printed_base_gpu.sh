@@ -7,7 +7,8 @@
 # TRAIN_ARGS="--set train.max_time_min=0.3 --set train.precision=32-true ...").
 # OUT_DIR receives at most 8 files (a device call brings back no more): the best and the
 # last weights as inference checkpoints, the logs, and the last training checkpoint in
-# parts of 15 MB (to resume on the next lent GPU: cat the parts back together).
+# parts of 15 MB (cat joins them; resuming from it needs a call that carries those 45 MB
+# beside a smaller pack, else the next run starts from model-last.pt with train.init_from).
 set -euo pipefail
 PACK=${1:?pack file}
 OUT_DIR=${2:?output folder}
