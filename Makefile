@@ -144,6 +144,9 @@ orientation: setup
 # ../shared/data/formulas normalised and split by expression, drawn with source weights;
 # random full-vocabulary formulas; the CROHME captions (text only). Typeset by TeX in 10
 # font families, a fifth of the real ones by MathJax. About an hour on 2 cores.
+# test2014-tex: the CROHME 2014 test formulas typeset by TeX, the CROHME-vocabulary test
+# that is held out for printed-small too (`texlens evaluate --held-out` drops the few
+# formulas a model's record says it trained on).
 FORMULAS := ../shared/data/formulas
 BASE     := data/base
 base-data: setup tex mathjax
@@ -163,6 +166,7 @@ base-data: setup tex mathjax
 	$(BIN)/texlens data render --captions $(BASE)/train-mathjax.txt --engine mathjax --seed 2 --workers 2 --out $(BASE)/train-corpus-mathjax
 	$(BIN)/texlens data render --captions $(BASE)/heldout.txt --seed 4 --workers 2 --out $(BASE)/test-corpus
 	$(BIN)/texlens data render --captions $(BASE)/crohme/heldout.txt --seed 8 --workers 2 --out $(BASE)/test-crohme
+	$(BIN)/texlens data render --captions $(CROHME)/2014/caption.txt --seed 14 --workers 2 --out $(BASE)/test2014-tex
 
 # For a lent GPU machine (benchmarks/printed_base_gpu.sh; docs/RESULTS.md gives the call):
 # printed-base's data as one archive (that machine has no TeX), a subset that fits a

@@ -225,6 +225,21 @@ def test_build_checks_transfer_settings():
         build(cfg)
 
 
+def test_a_resnet_starts_from_an_orientation_file_of_the_same_shape(tmp_path):
+    cfg = tiny_config(crop=0)
+    model, _, _ = build(cfg)
+    Orienter(model, cfg.model).save(tmp_path / "start.pt")
+    cfg.train.init_from = str(tmp_path / "start.pt")
+    again, mcfg, frozen = build(cfg)
+    assert mcfg == cfg.model and not frozen and again.training
+    x = torch.rand(2, 1, 32, 32)
+    with torch.no_grad():  # the file holds float16 weights
+        assert torch.allclose(model.eval()(x), again.eval()(x), atol=2e-2)
+    cfg.model.widths = [8, 16]
+    with pytest.raises(ConfigError, match="init_from"):
+        build(cfg)
+
+
 def test_orienter_round_trip(tmp_path):
     torch.manual_seed(0)
     cfg = OrientationModelConfig(canvas=32, widths=[8, 16])

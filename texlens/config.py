@@ -182,7 +182,8 @@ class OrientationDataConfig:
 
 @dataclass
 class OrientationTrainConfig:
-    # stem: a recogniser (checkpoint or shipped name) whose CNN stem starts the model.
+    # stem: a recogniser (checkpoint or shipped name) whose CNN stem starts the model;
+    # resnet: an orientation model of the same shape (file or shipped name) to fine-tune.
     init_from: str | None = None
     freeze: int = 0  # stem: leading stem layers held fixed, BatchNorm statistics included
     # Imbalance: sampler (the four angles drawn equally often) or loss (drawn with

@@ -116,8 +116,16 @@ def build(cfg: OrientationConfig) -> tuple[nn.Module, OrientationModelConfig, li
     frozen layers."""
     mcfg = copy.deepcopy(cfg.model)
     t = cfg.train
-    if (t.init_from or t.freeze) and mcfg.arch != "stem":
-        raise ConfigError("orientation train.init_from and train.freeze need model.arch: stem")
+    if t.freeze and mcfg.arch != "stem":
+        raise ConfigError("orientation train.freeze needs model.arch: stem")
+    if t.init_from and mcfg.arch != "stem":
+        # Fine-tuning an orientation model of the same shape, e.g. on whole canvases after
+        # training on crops: a crop never shows the model a whole formula's layout.
+        start = Orienter.load(t.init_from, tta=False)
+        if start.cfg != mcfg:
+            raise ConfigError(f"orientation train.init_from: {t.init_from} is a "
+                              f"{start.cfg}, the config asks for a {mcfg}")
+        return start.model.train(), mcfg, []
     state = None
     if t.init_from:
         from texlens.train.transfer import pretrained
