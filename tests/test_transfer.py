@@ -126,6 +126,10 @@ def test_a_trained_model_records_its_formulas_and_its_ancestors(tiny_cfg, tmp_pa
     formulas = read_checkpoint(tmp_path / "ft" / "model.pt")[3][TRAIN_FORMULAS]
     assert seen_formulas(formulas, ["q  +  q", *captions]).all()
     assert not seen_formulas(formulas, ["q + q + q"]).any()
+    # The run's checkpoints carry the record too: `evaluate --held-out` works mid-run.
+    assert read_checkpoint(tmp_path / "ft" / "checkpoints" / "last.ckpt")[3][TRAIN_FORMULAS] \
+        == formulas
     # An ancestor that did not record its formulas leaves them unknown, not too few.
     _fine_tune(tiny_cfg, tmp_path, str(synth_master), str(unknown))
     assert read_checkpoint(tmp_path / "ft" / "model.pt")[3][TRAIN_FORMULAS] is None
+    assert TRAIN_FORMULAS not in read_checkpoint(tmp_path / "ft" / "checkpoints" / "last.ckpt")[3]

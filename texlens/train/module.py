@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from lightning.pytorch.callbacks import Timer
 
 from texlens import metrics
-from texlens.checkpoint import meta
+from texlens.checkpoint import TRAIN_FORMULAS, meta
 from texlens.config import Config
 from texlens.decoding import greedy_decode
 from texlens.models.decoder import L2R, R2L, reverse_sequences
@@ -45,6 +45,10 @@ class Recognizer(L.LightningModule):
         # outside the vocabulary, too long), set by train.run: they count as wrong with an
         # empty prediction, so validation has evaluate's denominator.
         self.val_unloadable: list[list[str]] = []
+        # The packed training formulas (its ancestors' included; None when unknown), set by
+        # train.run and stored in every checkpoint, so that `texlens evaluate --held-out`
+        # works on a run's checkpoints and not only on its exported model.
+        self.train_formulas: bytes | None = None
         # Debugging aid for distributed runs: with TEXLENS_DEBUG_SEEN=PATH each process
         # appends "epoch<TAB>index index ..." (training-set indices, one line a batch) to
         # PATH.rank<R>, so one can check that the ranks trained on different samples.
@@ -189,3 +193,5 @@ class Recognizer(L.LightningModule):
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         checkpoint["texlens"] = meta(self.cfg, self.vocab)
+        if self.train_formulas is not None:
+            checkpoint[TRAIN_FORMULAS] = self.train_formulas

@@ -212,6 +212,8 @@ def train(cfg: Config, resume: str | None = None, devices: int | str = 1, num_no
     val_ds = FormulaDataset(val_samples, vocab, cfg.data)
     lit = Recognizer(cfg, vocab)
     lit.val_unloadable = [s.tokens for s in lost]
+    lit.train_formulas = (None if ancestry is None else
+                          pack_formulas((expression(s.tokens) for s in train_samples), ancestry))
     if init is not None and resume is None:  # on resume the checkpoint's weights win anyway
         carried = load_pretrained(lit.model, init[0], init[1], vocab, cfg.train.init_from)
         print(f"init_from {cfg.train.init_from}: weights loaded, {carried}/{len(vocab)} "
@@ -264,10 +266,8 @@ def train(cfg: Config, resume: str | None = None, devices: int | str = 1, num_no
     if trainer.is_global_zero and best:
         state = torch.load(best, map_location="cpu", weights_only=False)["state_dict"]
         lit.load_state_dict(state)
-        formulas = (None if ancestry is None else
-                    pack_formulas((expression(s.tokens) for s in train_samples), ancestry))
         save_model(export, lit.model, cfg, vocab,
                    extra={"val_sentence_acc": float(ckpt_cb.best_model_score or 0.0),
-                          TRAIN_FORMULAS: formulas})
+                          TRAIN_FORMULAS: lit.train_formulas})
         print(f"best checkpoint {best} exported to {export}")
     return export
