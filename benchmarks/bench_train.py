@@ -1,14 +1,16 @@
 """Training throughput (images/s) of a config on this machine.
 
     python benchmarks/bench_train.py CONFIG [--steps 40] [--threads 2] [--set key=value ...]
-        [--channels-last] [--bf16] [--compile] [--lightning]
+        [--channels-last] [--bf16] [--compile] [--lightning] [--loader-only]
 
 Runs the real training step (data loading and augmentation with the config's
 workers, encoder, teacher-forced decoder, loss, backward, AdamW) on the config's
 training data, outside Lightning, and reports images/s over ``--steps`` steps after
 5 warm-up steps. The switches try CPU speed-ups: channels-last memory format,
 bfloat16 autocast, torch.compile. ``--lightning`` instead times the same steps inside
-``texlens train``'s Lightning run (texlens.train.run.train), to check the two agree.
+``texlens train``'s Lightning run (texlens.train.run.train), to check the two agree;
+``--loader-only`` times the batches alone (what one loader process, or data.num_workers of
+them, can feed a faster device).
 """
 
 from __future__ import annotations
@@ -76,6 +78,7 @@ def main() -> None:
     ap.add_argument("--bf16", action="store_true")
     ap.add_argument("--compile", action="store_true")
     ap.add_argument("--lightning", action="store_true")
+    ap.add_argument("--loader-only", action="store_true")
     args = ap.parse_args()
     cfg = load_config(args.config, args.overrides)
     torch.set_num_threads(args.threads)
@@ -93,6 +96,18 @@ def main() -> None:
                            decode_images=False).samples
     ds = FormulaDataset(samples, vocab, cfg.data, train=True)
     loader = make_loader(ds, cfg, shuffle=True)
+    if args.loader_only:
+        n_images = 0
+        for i, batch in enumerate(itertools.islice(endless(loader), WARMUP + args.steps)):
+            if i == WARMUP - 1:
+                t0 = time.perf_counter()  # the clock starts once warm-up batch is in hand
+            elif i >= WARMUP:
+                n_images += batch["ids"].shape[0]
+        seconds = time.perf_counter() - t0
+        print(f"{args.config} {' '.join(args.overrides)} (loader only)".strip())
+        print(f"  {n_images / seconds:.1f} images/s ({args.steps / seconds:.2f} batches/s of "
+              f"{cfg.data.batch_size}, {cfg.data.num_workers} loader processes)")
+        return
     model = build_model(cfg.model, len(vocab)).train()
     if args.channels_last:
         model = model.to(memory_format=torch.channels_last)

@@ -5,14 +5,15 @@
 # benchmarks/pack_for_device.py (that machine has no TeX); it unpacks into data/base.
 # Extra `texlens train` options go in TRAIN_ARGS (a smoke run on a CPU:
 # TRAIN_ARGS="--set train.max_time_min=0.3 --set train.precision=32-true ...").
-# OUT_DIR receives at most 8 files (a device call brings back no more): the best and the
-# last weights as inference checkpoints, the logs, and the last training checkpoint in
-# parts of 15 MB (cat joins them; resuming from it needs a call that carries those 45 MB
-# beside a smaller pack, else the next run starts from model-last.pt with train.init_from).
+# OUT_DIR receives the best and the last weights as inference checkpoints (a next run
+# starts from model-last.pt with train.init_from) and the logs: a device call brings back
+# 64 MiB at most, and the training checkpoint (45 MB with AdamW's moments) did not fit
+# beside them (the first run lost model-last.pt that way).
 set -euo pipefail
 PACK=${1:?pack file}
 OUT_DIR=${2:?output folder}
 TEXLENS=${TEXLENS:-texlens}
+PYTHON=${PYTHON:-python3}
 RUN=${RUN:-runs/printed-base}
 mkdir -p "$OUT_DIR/logs"
 step() { local s=$SECONDS; "$@"; echo "[$((SECONDS - s)) s] $*"; }
@@ -26,6 +27,10 @@ if command -v nvidia-smi >/dev/null; then
     > "$OUT_DIR/logs/gpu.csv" 2>&1 &
   smi=$!
 fi
+# What a new input shape costs a step on this GPU (the first run was idle at 1.2 steps/s).
+timeout 60 "$PYTHON" benchmarks/shape_cost.py configs/printed-base.yaml \
+  > "$OUT_DIR/logs/shape_cost.log" 2>&1 || true
+cat "$OUT_DIR/logs/shape_cost.log"
 # shellcheck disable=SC2086
 step $TEXLENS train configs/printed-base.yaml --set "train.out_dir=$RUN" ${TRAIN_ARGS:-} \
   > "$OUT_DIR/logs/train.log" 2>&1 || { tail -40 "$OUT_DIR/logs/train.log"; exit 1; }
@@ -36,8 +41,7 @@ train_data=$(python3 -c "import yaml; print(' '.join('--train-data ' + d for d i
   yaml.safe_load(open('configs/printed-base.yaml'))['data']['train']))")
 # shellcheck disable=SC2086
 step $TEXLENS export "$RUN/checkpoints/last.ckpt" --out "$OUT_DIR/model-last.pt" $train_data
-cp "$RUN"/logs/version_0/metrics.csv "$OUT_DIR/logs/" 2>/dev/null || true
+cp "$RUN"/logs/version_0/metrics.csv "$RUN"/fit-profile.txt "$OUT_DIR/logs/" 2>/dev/null || true
 [ -z "${smi:-}" ] || kill "$smi" || true
 tar -C "$OUT_DIR" -czf "$OUT_DIR/logs.tar.gz" logs && rm -r "$OUT_DIR/logs"
-split -b 15M -d "$RUN/checkpoints/last.ckpt" "$OUT_DIR/last.ckpt.part"
 ls -la "$OUT_DIR"

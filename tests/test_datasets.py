@@ -430,6 +430,28 @@ def test_collate_pads_images_mask_and_ids():
     assert empty["images"].shape[0] == 0 and empty["ids"].shape[0] == 0
 
 
+def test_collate_rounds_batch_size_up_to_a_multiple():
+    items = [{"image": np.ones((1, 30, 70), np.float32), "ids": [1, 5, 2], "index": 0},
+             {"image": np.ones((1, 20, 40), np.float32), "ids": [1, 2], "index": 1}]
+    b = collate(items, multiple=32)
+    assert b["images"].shape == (2, 1, 32, 96)
+    assert b["mask"][0, :30, :70].all() and not b["mask"][0, 30:].any()
+    assert not b["mask"][0, :, 70:].any() and b["mask"][1].sum() == 20 * 40
+    assert collate(items, multiple=10)["images"].shape[2:] == (30, 70)  # already a multiple
+
+
+def test_training_loader_pads_to_the_configured_multiple_in_worker_processes(
+        tiny_cfg, synth_master):
+    from texlens.train.run import make_loader
+
+    report = scan_dataset([synth_master])
+    vocab = Vocab.build(s.tokens for s in report.samples)
+    tiny_cfg.data.pad_multiple, tiny_cfg.data.num_workers = 48, 1
+    loader = make_loader(FormulaDataset(report.samples, vocab, tiny_cfg.data), tiny_cfg, True)
+    shapes = {tuple(b["images"].shape[2:]) for b in loader}
+    assert shapes and all(h % 48 == 0 and w % 48 == 0 for h, w in shapes), shapes
+
+
 def _sampler_widths(n=42, seed=0):
     rng = np.random.default_rng(seed)
     return [int(w) for w in rng.integers(1, 100, n) * 8]

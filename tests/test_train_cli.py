@@ -131,6 +131,8 @@ def test_train_config_errors_exit_2(tmp_path, synth_master):
     cfg = write_config(tmp_path / "c.yaml", synth_master, synth_master, tmp_path / "run")
     assert_clean_error(invoke("train", cfg, "--set", "train.lr=fast"), 2, "train.lr", "float")
     assert_clean_error(invoke("train", cfg, "--set", "train.lrr=0.1"), 2, "'train.lrr'")
+    assert_clean_error(invoke("train", cfg, "--set", "train.profiler=fast"), 2,
+                       "train.profiler", "'simple'")
     bad = tmp_path / "bad.yaml"
     bad.write_text("model:\n  d_model: big\n")
     assert_clean_error(invoke("train", bad), 2, "model.d_model")
@@ -306,10 +308,13 @@ def test_validation_every_n_global_steps_and_at_the_end(tmp_path, synth_master):
     # the run, not within epochs), then the final weights of step 5 are validated and
     # checkpointed too instead of being lost.
     cfg = write_config(tmp_path / "c.yaml", synth_master, synth_master, tmp_path / "run",
-                       max_steps=5, val_every_steps=2)
+                       max_steps=5, val_every_steps=2, profiler="simple")
     result = invoke("train", cfg)
     assert result.exit_code == 0, result.output
     assert "final validation at step 5" in result.output
+    # The profile says how long the step waited for data, apart from the step itself.
+    profile = (tmp_path / "run" / "fit-profile.txt").read_text()
+    assert "train_dataloader_next" in profile and "run_training_batch" in profile
     metrics = next((tmp_path / "run").glob("logs/version_*/metrics.csv")).read_text()
     header, *rows = [line.split(",") for line in metrics.splitlines()]
     col, step = header.index("val/sentence_acc"), header.index("step")

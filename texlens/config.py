@@ -93,6 +93,10 @@ class DataConfig:
     max_width: int = 1024
     batch_size: int = 32
     num_workers: int = 0
+    # Round each batch's padded height and width up to a multiple of this (0: off). On a
+    # GPU every new input shape costs cuDNN a fresh convolution plan, paid on the CPU
+    # while the GPU waits; a few hundred shapes instead of one per batch bound that cost.
+    pad_multiple: int = 0
     on_error: str = "skip"  # skip bad samples with a report, or stop before training
     max_tokens: int = 150
     val_limit: int = 0  # 0 = whole validation set; else a fixed random subset
@@ -143,6 +147,9 @@ class TrainConfig:
     precision: str = "32-true"  # or bf16-mixed
     seed: int = 0
     threads: int = 2
+    # Lightning's profiler ("simple": time in each hook, waiting for data apart from the
+    # step; "advanced": per function), written to <out_dir>/fit-profile.txt; "" = off.
+    profiler: str = ""
     log_every: int = 50
     val_every_steps: int = 0  # 0 = once per epoch
     out_dir: str = "runs/default"

@@ -247,8 +247,10 @@ class FormulaDataset(Dataset):
         return {"image": to_tensor_array(img), "ids": self.vocab.encode(s.tokens), "index": i}
 
 
-def collate(items: Sequence[dict | None], pad_id: int = Vocab.pad_id) -> dict:
-    """Pad images to the widest (zeros = blank paper) and ids to the longest sequence."""
+def collate(items: Sequence[dict | None], pad_id: int = Vocab.pad_id,
+            multiple: int = 0) -> dict:
+    """Pad images to the widest (zeros = blank paper) and ids to the longest sequence;
+    with ``multiple``, image height and width round up to a multiple of it."""
     items = [it for it in items if it is not None]
     if not items:
         return {"images": torch.zeros(0, 1, 1, 1),
@@ -258,6 +260,8 @@ def collate(items: Sequence[dict | None], pad_id: int = Vocab.pad_id) -> dict:
     h = max(it["image"].shape[1] for it in items)
     w = max(it["image"].shape[2] for it in items)
     t = max(len(it["ids"]) for it in items)
+    if multiple > 0:
+        h, w = -(-h // multiple) * multiple, -(-w // multiple) * multiple
     images = np.zeros((len(items), 1, h, w), np.float32)
     mask = np.zeros((len(items), h, w), bool)
     ids = np.full((len(items), t), pad_id, np.int64)

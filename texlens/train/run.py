@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import random
 from collections.abc import Sequence
+from functools import partial
 from pathlib import Path
 
+import cv2
 import lightning as L
 import numpy as np
 import torch
@@ -18,6 +20,7 @@ from lightning.pytorch.callbacks import (
 )
 from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 from lightning.pytorch.plugins.io import TorchCheckpointIO
+from lightning.pytorch.profilers import AdvancedProfiler, SimpleProfiler
 from torch.utils.data import DataLoader
 
 from texlens.checkpoint import TRAIN_FORMULAS, atomic_save, kept_checkpoints, save_model
@@ -121,14 +124,25 @@ def shared_formulas(train: Sequence[Sample], val: Sequence[Sample],
     return sum(e in seen or bool(i) for e, i in zip(exprs, inherited, strict=True))
 
 
+# Lightning's profilers by name ("" = none); the report goes to <out_dir>/fit-profile.txt.
+PROFILERS = {"": None, "simple": SimpleProfiler, "advanced": AdvancedProfiler}
+
+
 def make_loader(ds: FormulaDataset, cfg: Config, shuffle: bool, rank: int = 0,
                 world: int = 1) -> DataLoader:
     sizes = ds.input_sizes()
     sampler = SizeBucketSampler([w for _, w in sizes], cfg.data.batch_size, shuffle,
                                 cfg.train.seed, rank, world, heights=[h for h, _ in sizes])
-    return DataLoader(ds, batch_sampler=sampler, collate_fn=collate,
-                      num_workers=cfg.data.num_workers,
+    return DataLoader(ds, batch_sampler=sampler,
+                      collate_fn=partial(collate, multiple=cfg.data.pad_multiple),
+                      num_workers=cfg.data.num_workers, worker_init_fn=_one_cv2_thread,
                       persistent_workers=cfg.data.num_workers > 0)
+
+
+def _one_cv2_thread(worker_id: int) -> None:
+    """Loader processes are the parallelism: OpenCV's own pool (a thread per core in each
+    of 14 processes) would crowd out the training process that feeds the GPU."""
+    cv2.setNumThreads(1)
 
 
 def validate_final(trainer: L.Trainer, lit: Recognizer, val_loader: DataLoader,
@@ -165,6 +179,9 @@ def train(cfg: Config, resume: str | None = None, devices: int | str = 1, num_no
     if cfg.train.keep_checkpoints < 0:
         raise ConfigError(f"train.keep_checkpoints must be 0 or more, not "
                           f"{cfg.train.keep_checkpoints}")
+    if cfg.train.profiler not in PROFILERS:
+        raise ConfigError(f"train.profiler must be one of {', '.join(map(repr, PROFILERS))}, "
+                          f"not {cfg.train.profiler!r}")
     torch.set_num_threads(cfg.train.threads)
     L.seed_everything(cfg.train.seed, workers=True)
     out = Path(cfg.train.out_dir)
@@ -241,6 +258,8 @@ def train(cfg: Config, resume: str | None = None, devices: int | str = 1, num_no
     if cfg.train.ema_decay:
         # Validation and the saved checkpoints then use the averaged weights.
         callbacks.append(EMAWeightAveraging(decay=cfg.train.ema_decay))
+    make_profiler = PROFILERS[cfg.train.profiler]
+    profiler = make_profiler(dirpath=out, filename="profile") if make_profiler else None
     trainer = L.Trainer(
         accelerator=accelerator, devices=devices, num_nodes=num_nodes, strategy=strategy,
         max_epochs=cfg.train.max_epochs, max_steps=cfg.train.max_steps,
@@ -254,7 +273,7 @@ def train(cfg: Config, resume: str | None = None, devices: int | str = 1, num_no
         log_every_n_steps=cfg.train.log_every, callbacks=callbacks,
         logger=[CSVLogger(out, name="logs"), TensorBoardLogger(out, name="tb")],
         plugins=[AtomicCheckpointIO()], use_distributed_sampler=False,
-        default_root_dir=out, enable_model_summary=True)
+        default_root_dir=out, enable_model_summary=True, profiler=profiler)
     rank, world = trainer.global_rank, trainer.world_size
     val_loader = make_loader(val_ds, cfg, False)
     trainer.fit(lit, make_loader(train_ds, cfg, True, rank, world), val_loader,
