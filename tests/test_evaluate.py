@@ -131,6 +131,20 @@ def test_unseen_in_leaves_out_the_lines_a_training_set_has(dataset, tmp_path):
         evaluate(StubRecognizer(ANSWERS), dataset, unseen_in=[tmp_path / "missing.txt"])
 
 
+def test_writable_by_keeps_the_lines_another_model_can_write(dataset, tmp_path):
+    # The other model knows no "+": "raw" and "wrong" go, as do "oov" (\weird) and "bad"
+    # (does not normalise); "gone" and "broken" have writable truths and stay, counted wrong.
+    other = StubRecognizer(ANSWERS)
+    other.vocab = Vocab(["x", "y", "=", "1", "2", "^", "{", "}", "\\frac"])
+    train = tmp_path / "train.txt"
+    train.write_text("a\tx = y\n", encoding="utf-8")
+    result = evaluate(StubRecognizer(ANSWERS), dataset, writable_by=other, unseen_in=[train])
+    m = result["metrics"]
+    assert [r["key"] for r in result["rows"]] == ["gone", "broken"]
+    assert (m["n"], m["n_unwritable_left_out"], m["n_seen_left_out"]) == (2, 4, 1)
+    assert "n_unwritable_left_out" not in evaluate(StubRecognizer(ANSWERS), dataset)["metrics"]
+
+
 # -- TeX metrics ------------------------------------------------------------------------
 
 def fake_render(calls: list):

@@ -171,6 +171,9 @@ def evaluate(
     held_out: Annotated[bool, typer.Option(
         "--held-out", help="Leave out the lines whose formula the model records having "
         "trained on.")] = False,
+    writable_by: Annotated[str | None, typer.Option(
+        help="Another model: only the lines whose truth it can write (its vocabulary and "
+        "caption style), to compare two models' vocabularies on the same formulas.")] = None,
     render: Annotated[bool | None, typer.Option(
         "--render/--no-render", help="TeX metrics (render_match, compiles); default: on "
         "when TeX is installed.")] = None,
@@ -205,12 +208,14 @@ def evaluate(
     try:
         rec = Recognizer.load(model or [DEFAULT_MODEL], backend=backend, auto_rotate=auto_rotate,
                               tta=tta)
+        other = Recognizer.load(writable_by) if writable_by else None
         with _progress() as prog:
             task = prog.add_task("evaluating", total=None)
             result = run_eval(rec, data, batch_size, on_error, limit, beam=beam,
                               progress=lambda k: prog.advance(task, k), render=render,
                               rescore=rescore, max_tokens=max_tokens,
-                              unseen_in=unseen_in or (), held_out=held_out)
+                              unseen_in=unseen_in or (), held_out=held_out,
+                              writable_by=other)
     except (ValueError, *_known_errors()) as e:
         _fail(str(e))
     for p in result["problems"][:20]:
@@ -234,7 +239,7 @@ def evaluate(
         json_path.write_text(json.dumps({**m, "model": rec.name, "beam": beam,
                                          "rescore": rescore, "data": str(data),
                                          "unseen_in": [str(f) for f in unseen_in or ()],
-                                         "held_out": held_out,
+                                         "held_out": held_out, "writable_by": writable_by,
                                          "auto_rotate": auto_rotate, "tta": rec.tta,
                                          "by_length": result["by_length"],
                                          "by_height": result["by_height"],

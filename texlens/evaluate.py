@@ -100,7 +100,8 @@ def evaluate(rec: Recognizer, data: str | Path, batch_size: int = 16, on_error: 
              limit: int = 0, beam: int = 1,
              progress: Callable[[int], None] | None = None, render: bool = False,
              rescore: str | None = None, max_tokens: int = 0,
-             unseen_in: Sequence[str | Path] = (), held_out: bool = False) -> dict:
+             unseen_in: Sequence[str | Path] = (), held_out: bool = False,
+             writable_by: Recognizer | None = None) -> dict:
     """Returns {"metrics": {...}, "by_length": [...], "by_height": [...],
     "by_symbol_size": [...], "rows": [...], "problems": [...]}; ``by_height`` groups the
     readable images by their pixel height before resizing, ``by_symbol_size`` by the
@@ -118,7 +119,10 @@ def evaluate(rec: Recognizer, data: str | Path, batch_size: int = 16, on_error: 
     held-out part only; ``metrics["n_seen_left_out"]`` counts them. ``held_out`` does the
     same with the formulas the model records having trained on (``rec.train_formulas``).
     When the model records them, ``metrics["n_trained_formula"]`` counts the scored lines
-    whose formula it trained on: 0 is a held-out score.
+    whose formula it trained on: 0 is a held-out score. ``writable_by``, another model,
+    keeps only the lines whose truth it can write (its caption style, its vocabulary), so
+    that a full-LaTeX model and a CROHME-vocabulary one are compared on the same formulas;
+    ``metrics["n_unwritable_left_out"]`` counts the others.
     """
     known = getattr(rec, "train_formulas", None)
     if held_out and known is None:
@@ -132,12 +136,17 @@ def evaluate(rec: Recognizer, data: str | Path, batch_size: int = 16, on_error: 
     seen = caption_expressions(unseen_in) if unseen_in else set()
     n_all = len(samples)
     samples = [s for s in samples if expression(s.tokens) not in seen]
+    n_unwritable = 0
+    if writable_by is not None:
+        _, bad, unknown, _ = check_truths(writable_by, samples)
+        kept = [s for s, b, u in zip(samples, bad, unknown, strict=True) if b is None and not u]
+        n_unwritable, samples = len(samples) - len(kept), kept
     trained = (seen_formulas(known, [expression(s.tokens) for s in samples])
                if known is not None else np.zeros(len(samples), bool))
     if held_out:
         samples = [s for s, t in zip(samples, trained, strict=True) if not t]
         trained = np.zeros(len(samples), bool)
-    n_seen = n_all - len(samples)
+    n_seen = n_all - n_unwritable - len(samples)
     if limit:
         samples, trained = samples[:limit], trained[:limit]
     found = list(excluded)
@@ -157,6 +166,8 @@ def evaluate(rec: Recognizer, data: str | Path, batch_size: int = 16, on_error: 
         result["metrics"]["n_seen_left_out"] = n_seen
     if known is not None:
         result["metrics"]["n_trained_formula"] = int(trained.sum())
+    if writable_by is not None:
+        result["metrics"]["n_unwritable_left_out"] = n_unwritable
     return result
 
 
