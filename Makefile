@@ -170,9 +170,11 @@ base-data: setup tex mathjax
 
 # For a lent GPU machine (benchmarks/printed_base_gpu.sh; docs/RESULTS.md gives the call):
 # printed-base's data as one archive (that machine has no TeX), a subset that fits a
-# device call's 64 MiB together with the working tree and the wheels it lacks.
+# device call's 64 MiB together with the working tree, the wheels it lacks and the
+# printed-base-cpu weights the script's second arm starts from (.device/base-cpu.pt,
+# `texlens export runs/printed-base-cpu/checkpoints/last.ckpt --out .device/base-cpu.pt --half`).
 base-pack:
-	$(BIN)/python benchmarks/pack_for_device.py $(BASE)/train-corpus=38000 $(BASE)/train-gen=5000 \
+	$(BIN)/python benchmarks/pack_for_device.py $(BASE)/train-corpus=35000 $(BASE)/train-gen=5000 \
 	  $(BASE)/train-crohme $(BASE)/train-corpus-mathjax=6000 $(BASE)/val-corpus $(BASE)/val-crohme \
 	  --xz-level 9 --out .device/base.tar.xz
 
