@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import io
+import os
+import signal
+import subprocess
+import sys
 from dataclasses import replace
 from pathlib import Path
 
@@ -440,16 +444,39 @@ def test_collate_rounds_batch_size_up_to_a_multiple():
     assert collate(items, multiple=10)["images"].shape[2:] == (30, 70)  # already a multiple
 
 
-def test_training_loader_pads_to_the_configured_multiple_in_worker_processes(
-        tiny_cfg, synth_master):
-    from texlens.train.run import make_loader
-
-    report = scan_dataset([synth_master])
-    vocab = Vocab.build(s.tokens for s in report.samples)
-    tiny_cfg.data.pad_multiple, tiny_cfg.data.num_workers = 48, 1
-    loader = make_loader(FormulaDataset(report.samples, vocab, tiny_cfg.data), tiny_cfg, True)
-    shapes = {tuple(b["images"].shape[2:]) for b in loader}
-    assert shapes and all(h % 48 == 0 and w % 48 == 0 for h, w in shapes), shapes
+def test_training_loader_pads_and_its_workers_start_after_opencv_ran_threaded(synth_master):
+    # OpenCV's thread pool does not survive a fork: a loader process that touched the pool
+    # settings waited forever (the first printed-base-cpu resume with workers hung at its
+    # first batch). A fresh interpreter, OpenCV's pool started, then a loader with a
+    # worker process; padded batch shapes come back from it.
+    code = f"""
+import cv2, numpy as np
+cv2.setNumThreads(2)
+for _ in range(3):
+    cv2.resize(np.zeros((1500, 1500), np.uint8), (700, 700))
+from texlens.config import Config, DataConfig
+from texlens.data.datasets import FormulaDataset, scan_dataset
+from texlens.tokens import Vocab
+from texlens.train.run import make_loader
+samples = scan_dataset([{str(synth_master)!r}]).samples
+vocab = Vocab.build(s.tokens for s in samples)
+cfg = Config(data=DataConfig(height=32, max_width=256, batch_size=4, num_workers=1,
+                             pad_multiple=48))
+shapes = {{tuple(b["images"].shape[2:]) for b in make_loader(
+    FormulaDataset(samples, vocab, cfg.data), cfg, True)}}
+assert shapes and all(h % 48 == 0 and w % 48 == 0 for h, w in shapes), shapes
+print("loaded", len(shapes))
+"""
+    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, start_new_session=True,
+                            cwd=Path(__file__).parents[1])
+    try:
+        out, err = proc.communicate(timeout=120)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)  # the hung loader process too
+        proc.communicate()
+        pytest.fail("the loader hung: its worker process never delivered a batch")
+    assert proc.returncode == 0 and "loaded" in out, err[-2000:]
 
 
 def _sampler_widths(n=42, seed=0):

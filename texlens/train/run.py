@@ -133,16 +133,16 @@ def make_loader(ds: FormulaDataset, cfg: Config, shuffle: bool, rank: int = 0,
     sizes = ds.input_sizes()
     sampler = SizeBucketSampler([w for _, w in sizes], cfg.data.batch_size, shuffle,
                                 cfg.train.seed, rank, world, heights=[h for h, _ in sizes])
+    if cfg.data.num_workers > 0:
+        # Loader processes are the parallelism: OpenCV's own pool (a thread per core in
+        # each of 14 processes) would crowd out the process that feeds the GPU. Set here,
+        # before the loader forks: set in a forked worker, it waits forever on the pool
+        # threads of its parent, which a fork does not copy.
+        cv2.setNumThreads(1)
     return DataLoader(ds, batch_sampler=sampler,
                       collate_fn=partial(collate, multiple=cfg.data.pad_multiple),
-                      num_workers=cfg.data.num_workers, worker_init_fn=_one_cv2_thread,
+                      num_workers=cfg.data.num_workers,
                       persistent_workers=cfg.data.num_workers > 0)
-
-
-def _one_cv2_thread(worker_id: int) -> None:
-    """Loader processes are the parallelism: OpenCV's own pool (a thread per core in each
-    of 14 processes) would crowd out the training process that feeds the GPU."""
-    cv2.setNumThreads(1)
 
 
 def validate_final(trainer: L.Trainer, lit: Recognizer, val_loader: DataLoader,
