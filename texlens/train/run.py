@@ -135,7 +135,7 @@ def make_loader(ds: FormulaDataset, cfg: Config, shuffle: bool, rank: int = 0,
                                 cfg.train.seed, rank, world, heights=[h for h, _ in sizes])
     if cfg.data.num_workers > 0:
         # Loader processes are the parallelism: OpenCV's own pool (a thread per core in
-        # each of 14 processes) would crowd out the process that feeds the GPU. Set here,
+        # each of a dozen processes) would crowd out the process that feeds the GPU. Set here,
         # before the loader forks: set in a forked worker, it waits forever on the pool
         # threads of its parent, which a fork does not copy.
         cv2.setNumThreads(1)
