@@ -2,9 +2,11 @@
 
     python benchmarks/bench_backends.py [--model printed-small --model handwritten-small]
         [--threads 2] [--runs 30] [--exprate printed-small=data/printed/test-synth ...]
+        [--examples DIR --length 60]
 
-Batch 1: the example image (examples/printed or examples/handwritten, by the model's
-name) whose caption is closest to 30 tokens, preprocessed once; the timed part is
+Batch 1: the example image (examples/printed, examples/handwritten or, for a model of the
+latex caption style, examples/typeset; or the dataset --examples) whose caption is closest
+to --length tokens (30), preprocessed once; the timed part is
 encode + greedy decoding, median of --runs. Batch 32: the examples repeated to 32
 images, images/s, median of 3. --exprate MODEL=DIR also scores each backend on a test
 set (the int8 loss). ONNX graphs are exported into outputs/onnx-cache (TEXLENS_CACHE).
@@ -24,18 +26,23 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 os.environ.setdefault("TEXLENS_CACHE", str(ROOT / "outputs" / "onnx-cache"))
 
+from texlens.data.datasets import read_layout  # noqa: E402
 from texlens.evaluate import evaluate  # noqa: E402
 from texlens.recognizer import BACKENDS, Recognizer  # noqa: E402
+from texlens.tokens import normalizer  # noqa: E402
 
 
-def examples(model: str) -> tuple[Path, list[Path], dict[str, int]]:
-    folder = ROOT / "examples" / ("handwritten" if "hand" in model else "printed")
-    lengths = {}
-    for line in (folder / "caption.txt").read_text().splitlines():
-        key, caption = line.split("\t", 1)
-        lengths[key] = len(caption.split())
-    files = sorted((folder / "images").glob("*.png"))
-    return folder, files, lengths
+def examples(rec: Recognizer, folder: Path | None = None
+             ) -> tuple[Path, list[Path], dict[str, int]]:
+    """A dataset's images and the length of each caption in the model's tokens."""
+    if folder is None:
+        name = ("handwritten" if "hand" in rec.name else
+                "typeset" if rec.cfg.data.style == "latex" else "printed")
+        folder = ROOT / "examples" / name
+    samples, _ = read_layout(folder)
+    norm = normalizer(rec.cfg.data.style)
+    lengths = {s.image.stem: len(norm(" ".join(s.tokens))) for s in samples}
+    return folder, [s.image for s in samples], lengths
 
 
 def cpu_name() -> str:
@@ -49,9 +56,9 @@ def cpu_name() -> str:
     return platform.processor() or platform.machine()
 
 
-def time_backend(rec: Recognizer, files: list[Path], lengths: dict[str, int], runs: int
-                 ) -> dict:
-    one = min(files, key=lambda f: abs(lengths.get(f.stem, 0) - 30))
+def time_backend(rec: Recognizer, files: list[Path], lengths: dict[str, int], runs: int,
+                 length: int = 30) -> dict:
+    one = min(files, key=lambda f: abs(lengths.get(f.stem, 0) - length))
     a = rec.prepare(one)
     tokens = len(rec.predict_arrays([a], 1)[0].tokens)  # also the warm-up
     per_image = []
@@ -59,7 +66,7 @@ def time_backend(rec: Recognizer, files: list[Path], lengths: dict[str, int], ru
         t0 = time.perf_counter()
         rec.predict_arrays([a], 1)
         per_image.append((time.perf_counter() - t0) * 1000)
-    arrays = [rec.prepare(f) for f in files]
+    arrays = [rec.prepare(f) for f in files[:32]]
     batch = (arrays * (32 // len(arrays) + 1))[:32]
     rec.predict_arrays(batch[:4], 32)
     batches = []
@@ -79,6 +86,8 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--runs", type=int, default=30)
     ap.add_argument("--exprate", action="append", default=[], metavar="MODEL=DIR")
+    ap.add_argument("--examples", type=Path, help="dataset to draw the images from")
+    ap.add_argument("--length", type=int, default=30, help="batch 1: caption length, tokens")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)  # onnxruntime sessions take the same count
     models = args.model or ["printed-small", "handwritten-small"]
@@ -87,9 +96,10 @@ def main() -> None:
     print("| model | backend | batch 1 (median, p90) | tokens | batch 32 |")
     print("|---|---|---|---|---|")
     for model in models:
-        _, files, lengths = examples(model)
+        _, files, lengths = examples(Recognizer.load(model), args.examples)
         for backend in BACKENDS:
-            r = time_backend(Recognizer.load(model, backend=backend), files, lengths, args.runs)
+            r = time_backend(Recognizer.load(model, backend=backend), files, lengths, args.runs,
+                             args.length)
             print(f"| {model} | {backend} | {r['ms']:.1f} ms ({r['p90']:.1f}) | {r['tokens']} "
                   f"({r['image']}) | {r['ips']:.1f} images/s |", flush=True)
     for item in args.exprate:

@@ -3,7 +3,7 @@ typeset by TeX in three font families: a quick look at what a full-LaTeX model r
 
     python benchmarks/textbook_formulas.py --model MODEL [--model ...] [--dpi 150] [--show]
 
-Written here, not drawn from ../shared/data/formulas, so they are no model's training
+Written for texlens, not drawn from ../shared/data/formulas, so they are no model's training
 formulas (the script checks each model's record and says so). Each image is the TeX
 rendering with a 12-pixel margin, as training images have; a reading counts when its
 canonical tokens equal the truth's in the model's caption style. A model that cannot write
@@ -26,24 +26,10 @@ from texlens.data.synth.tex import render_tex, tex_missing  # noqa: E402
 from texlens.recognizer import Recognizer  # noqa: E402
 from texlens.tokens import normalizer  # noqa: E402
 
-FORMULAS = [
-    r"\frac{\partial u}{\partial t} = \nabla^2 u",
-    r"\hat{H} \psi = E \psi",
-    r"\langle \phi | \psi \rangle",
-    r"\mathcal{L} = \bar{\psi} \gamma^\mu \partial_\mu \psi",
-    r"\begin{pmatrix} a & b \\ c & d \end{pmatrix}",
-    r"f(x) = \begin{cases} 1 & x > 0 \\ 0 & x \le 0 \end{cases}",
-    r"\| x \|_2 \leq \delta",
-    r"\nu = \frac{c}{\lambda}",
-    r"\Delta E = \hbar \omega",
-    r"\mathbb{E}[X] = \sum_{k} k p_k",
-    r"\int_0^\infty e^{-x^2} \, dx = \frac{\sqrt{\pi}}{2}",
-    r"\vec{F} = m \vec{a}",
-    r"\det(A - \lambda I) = 0",
-    r"\mathrm{Var}(X) = \mathbb{E}[X^2] - \mu^2",
-    r"\lim_{n \to \infty} \left( 1 + \frac{1}{n} \right)^n = e",
-    r"\tilde{f}(\xi) = \int f(x) e^{-2 \pi i x \xi} \, dx",
-]
+# The textbook lines of the typeset examples (examples/typeset/formulas.txt).
+EXAMPLES = ROOT / "examples" / "typeset" / "formulas.txt"
+FORMULAS = [line.split("\t", 1)[1].rstrip("\n") for line in EXAMPLES.open(encoding="utf-8")
+            if line.startswith("textbook_")]
 FONTS = ("cm", "times", "palatino")
 
 

@@ -11,9 +11,10 @@ import torch
 from conftest import tiny_model_config
 from typer.testing import CliRunner
 
-from texlens.checkpoint import CheckpointError, average_checkpoints, save_model
+from texlens.checkpoint import TRAIN_FORMULAS, CheckpointError, average_checkpoints, save_model
 from texlens.cli import app
 from texlens.config import Config, TrainConfig
+from texlens.data.splits import pack_formulas, seen_formulas
 from texlens.models.satrn import build_model
 from texlens.recognizer import Recognizer
 from texlens.tokens import Vocab
@@ -94,11 +95,18 @@ def test_average_checkpoints_is_the_mean(tmp_path):
     for seed in (0, 1):
         torch.manual_seed(seed)
         models.append(build_model(cfg.model, len(vocab)))
-        save_model(tmp_path / f"m{seed}.pt", models[-1], cfg, vocab)
-    state, _, _ = average_checkpoints([tmp_path / "m0.pt", tmp_path / "m1.pt"])
+        save_model(tmp_path / f"m{seed}.pt", models[-1], cfg, vocab,
+                   extra={TRAIN_FORMULAS: pack_formulas([f"a ^ {{ {seed} }}"])})
+    state, _, _, formulas = average_checkpoints([tmp_path / "m0.pt", tmp_path / "m1.pt"])
     key = "decoder.head.weight"
     expect = (models[0].state_dict()[key] + models[1].state_dict()[key]) / 2
     assert torch.allclose(state[key], expect, atol=1e-6)
+    # The average has seen what either checkpoint has (until 2026-12-04 it recorded
+    # nothing, and `evaluate --held-out` refused it).
+    assert seen_formulas(formulas, ["a ^ { 0 }", "a ^ { 1 }", "a ^ { 2 }"]).tolist() == [
+        True, True, False]
+    save_model(tmp_path / "m2.pt", models[0], cfg, vocab)
+    assert average_checkpoints([tmp_path / "m0.pt", tmp_path / "m2.pt"])[3] is None
     save_model(tmp_path / "other.pt", models[0], cfg, Vocab(list("abd")))
     with pytest.raises(CheckpointError, match="vocabulary"):
         average_checkpoints([tmp_path / "m0.pt", tmp_path / "other.pt"])

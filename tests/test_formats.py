@@ -12,6 +12,7 @@ from typer.testing import CliRunner
 
 from texlens.cli import app
 from texlens.formats import FORMATS, FormatError, check_format, to_json, to_mathml, to_text
+from texlens.tokens import join
 
 EXAMPLE = sorted((Path(__file__).parents[1] / "examples/printed/images").glob("*.png"))[0]
 runner = CliRunner()
@@ -74,7 +75,7 @@ def test_predict_formats_on_the_command_line():
         assert r.exit_code == 0, r.output
         out[fmt] = r.stdout.strip()
     row = json.loads(out["json"])
-    assert row["file"] == str(EXAMPLE) and row["tokens"] == row["latex"].split()
+    assert row["file"] == str(EXAMPLE) and row["latex"] == join(row["tokens"])
     assert out["latex"] == f"{EXAMPLE}\t{row['latex']}"
     assert out["inline"] == f"{EXAMPLE}\t${row['latex']}$"
     assert out["mathml"].split("\t")[1].startswith("<math")

@@ -181,3 +181,19 @@ def test_exported_variants_decode_as_pytorch_alone_and_padded(variant, tmp_path)
         got, got_p = onnx.greedy(batch.numpy(), m.numpy(), 20)
         assert np.array_equal(got, want.numpy())
         assert np.allclose(got_p, want_p.numpy(), atol=1e-4)
+
+
+def test_a_batch_encoded_in_chunks_reads_as_the_whole_batch(exported, monkeypatch):
+    # onnxruntime materialises the encoder's attention maps, so a batch is encoded in row
+    # chunks under ATTENTION_BYTES (a batch of wide formulas took 24 GB). Rows of one
+    # padded batch must read the same whichever chunk they are in.
+    from texlens import onnx_backend
+    rec = Recognizer.load(exported["printed-small"], backend="onnx")
+    arrays = [rec.prepare(p) for p in sorted((EXAMPLES / "printed" / "images").glob("*.png"))[:6]]
+    whole = rec.predict_arrays(arrays, 16)
+    monkeypatch.setattr(onnx_backend, "ATTENTION_BYTES", 1)
+    assert rec.onnx.chunk_rows((6, 1, 48, 400)) == 1
+    chunked = rec.predict_arrays(arrays, 16)
+    assert [p.tokens for p in chunked] == [p.tokens for p in whole]
+    for a, b in zip(chunked, whole, strict=True):
+        assert np.allclose(a.token_probs, b.token_probs, atol=1e-5)

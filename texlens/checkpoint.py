@@ -20,6 +20,7 @@ import torch
 from torch import nn
 
 from texlens.config import Config, ConfigError, config_from_dict, config_to_dict
+from texlens.data.splits import pack_formulas
 from texlens.models.satrn import build_model
 from texlens.tokens import Vocab
 
@@ -110,15 +111,19 @@ def kept_checkpoints(run_dir: str | Path) -> list[Path]:
     return [f for _, f in sorted(found)]
 
 
-def average_checkpoints(paths: list[str | Path]) -> tuple[dict[str, torch.Tensor], Config, Vocab]:
+def average_checkpoints(paths: list[str | Path]
+                        ) -> tuple[dict[str, torch.Tensor], Config, Vocab, bytes | None]:
     """Uniform average of the weights of checkpoints of one model (e.g. the last few of a
-    run). Different architectures or vocabularies are an error naming the file."""
+    run), and the formulas they record having trained on (all of them together; None when
+    one records none). Different architectures or vocabularies are an error naming the file."""
     if not paths:
         raise CheckpointError("no checkpoints to average")
-    cfg, vocab, total, _ = read_checkpoint(paths[0])
+    cfg, vocab, total, raw = read_checkpoint(paths[0])
+    records = [raw.get(TRAIN_FORMULAS)]
     total = {k: v.double() if v.is_floating_point() else v.clone() for k, v in total.items()}
     for p in paths[1:]:
-        c, v, state, _ = read_checkpoint(p)
+        c, v, state, raw = read_checkpoint(p)
+        records.append(raw.get(TRAIN_FORMULAS))
         if v != vocab:
             raise CheckpointError(f"{p}: its vocabulary differs from {paths[0]}'s")
         if c.model != cfg.model or state.keys() != total.keys():
@@ -127,9 +132,11 @@ def average_checkpoints(paths: list[str | Path]) -> tuple[dict[str, torch.Tensor
             if t.is_floating_point():
                 total[k] += t.double()
     n = len(paths)
+    formulas = (None if any(r is None for r in records)
+                else pack_formulas((), b"".join(records)))
     # Integer buffers (BatchNorm's step counter) are kept from the first checkpoint.
     return ({k: (t / n).float() if t.is_floating_point() else t for k, t in total.items()},
-            cfg, vocab)
+            cfg, vocab, formulas)
 
 
 def load_model(path: str | Path) -> tuple[nn.Module, Config, Vocab]:

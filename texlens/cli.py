@@ -68,7 +68,8 @@ def _expand(paths: list[str]) -> list[Path]:
 def predict(
     paths: Annotated[list[str], typer.Argument(help="Image files, directories or globs.")],
     model: Annotated[list[str] | None, typer.Option(
-        help="Shipped model name or checkpoint path; repeat for an ensemble.")] = None,
+        help="Shipped model name or checkpoint path (default: printed-base); repeat "
+             "for an ensemble.")] = None,
     batch_size: Annotated[int, typer.Option(min=1)] = 16,
     beam: Annotated[int, typer.Option(min=1, help="Beam width; 1 = greedy.")] = 1,
     rescore: Annotated[str | None, typer.Option(
@@ -152,7 +153,8 @@ def predict(
 def evaluate(
     data: Annotated[Path, typer.Option(help="Dataset directory (caption.txt or gt.txt).")],
     model: Annotated[list[str] | None, typer.Option(
-        help="Shipped model name or checkpoint path; repeat for an ensemble.")] = None,
+        help="Shipped model name or checkpoint path (default: printed-base); repeat "
+             "for an ensemble.")] = None,
     batch_size: Annotated[int, typer.Option(min=1)] = 16,
     beam: Annotated[int, typer.Option(min=1, help="Beam width; 1 = greedy.")] = 1,
     rescore: Annotated[str | None, typer.Option(
@@ -496,13 +498,14 @@ def average(
     out: Annotated[Path, typer.Option(help="Averaged inference checkpoint to write.")],
 ) -> None:
     """Average the weights of several checkpoints of the same model."""
-    from texlens.checkpoint import average_checkpoints, save_model
+    from texlens.checkpoint import TRAIN_FORMULAS, average_checkpoints, save_model
     from texlens.models.satrn import build_model
     try:
-        state, cfg, vocab = average_checkpoints(list(checkpoints))
+        state, cfg, vocab, formulas = average_checkpoints(list(checkpoints))
         model = build_model(cfg.model, len(vocab))
         model.load_state_dict(state)
-        save_model(out, model, cfg, vocab, extra={"averaged_from": [str(c) for c in checkpoints]})
+        save_model(out, model, cfg, vocab, extra={"averaged_from": [str(c) for c in checkpoints],
+                                                  TRAIN_FORMULAS: formulas})
     except _known_errors() as e:
         _fail(str(e))
     print(f"averaged {len(checkpoints)} checkpoints into {out}")
@@ -561,7 +564,7 @@ def export(
 def serve(
     model: Annotated[list[str] | None, typer.Option(
         help="Model to serve (shipped name or checkpoint); repeat for several. "
-             "Default: printed-small and handwritten-small.")] = None,
+             "Default: printed-base (images), printed-small and handwritten-small (ink).")] = None,
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(min=0, max=65535)] = 8000,
     threads: Annotated[int | None, typer.Option(
@@ -591,11 +594,14 @@ def serve(
 
 @app.command()
 def models() -> None:
-    """List the shipped models: recognisers, then orientation classifiers."""
-    from texlens.recognizer import WEIGHTS_DIR, shipped_models
+    """List the shipped models: recognisers (size, caption style, which is the default),
+    then orientation classifiers."""
+    from texlens.recognizer import DEFAULT_MODEL, WEIGHTS_DIR, Recognizer, shipped_models
     for name in shipped_models():
         size = (WEIGHTS_DIR / f"{name}.pt").stat().st_size / 1e6
-        print(f"{name}\t{size:.1f} MB")
+        style = Recognizer.load(name).cfg.data.style
+        default = "\t(default)" if name == DEFAULT_MODEL else ""
+        print(f"{name}\t{size:.1f} MB\t{style} style{default}")
     for f in sorted(WEIGHTS_DIR.glob("orientation*.pt")):
         print(f"{f.stem}\t{f.stat().st_size / 1e6:.1f} MB\t(orientation, --auto-rotate)")
 

@@ -57,6 +57,11 @@ CONTRIB = {"com.microsoft": 1}  # onnxruntime's operators (MultiHeadAttention)
 # 2: the mask as an additive bias, keys transposed, the unpadded encoder.
 # 3: the greedy loop as one graph, the lean unpadded encoder.
 FORMAT = 3
+# onnxruntime's MultiHeadAttention materialises each encoder layer's attention maps (batch
+# x heads x cells^2 floats, where PyTorch's fused attention does not), so a batch of 16
+# wide formulas took 24 GB and was killed. Batches are encoded in row chunks whose maps
+# stay under this many bytes (docs/RESULTS.md, "ONNX memory").
+ATTENTION_BYTES = 256 * 2**20
 
 
 class _Attention(torch.autograd.Function):
@@ -569,4 +574,18 @@ class OnnxModel:
                ) -> tuple[np.ndarray, np.ndarray]:
         """Like texlens.decoding.greedy_decode: ids (B, T) after <sos>, <pad> after <eos>,
         and each chosen token's probability (B, T), 0 on padding."""
-        return self.decode(self.encode(images, mask), max_len)
+        rows = self.chunk_rows(images.shape)
+        if rows >= len(images):
+            return self.decode(self.encode(images, mask), max_len)
+        parts = [self.decode(self.encode(images[i:i + rows], mask[i:i + rows]), max_len)
+                 for i in range(0, len(images), rows)]
+        width = max(ids.shape[1] for ids, _ in parts)  # each chunk stops when it is done
+        return (np.concatenate([np.pad(ids, ((0, 0), (0, width - ids.shape[1])),
+                                       constant_values=Vocab.pad_id) for ids, _ in parts]),
+                np.concatenate([np.pad(p, ((0, 0), (0, width - p.shape[1]))) for _, p in parts]))
+
+    def chunk_rows(self, shape: tuple[int, ...]) -> int:
+        """How many rows of a (B, 1, H, W) batch to encode at once (ATTENTION_BYTES)."""
+        down = getattr(self.cfg.model, "downsample", 8)
+        cells = max(1, shape[-2] // down) * max(1, shape[-1] // down)
+        return max(1, ATTENTION_BYTES // (self.heads * cells * cells * 4))

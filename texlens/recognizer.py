@@ -1,4 +1,4 @@
-"""The Python API: ``Recognizer.load("printed-small").predict(["formula.png"])``.
+"""The Python API: ``Recognizer.load("printed-base").predict(["formula.png"])``.
 
 Every entry point (CLI predict/evaluate, server, benchmarks) goes through this
 class, so image loading, preprocessing and decoding are the same everywhere.
@@ -32,7 +32,10 @@ from texlens.data.transforms import input_settings, preprocess, to_tensor_array,
 from texlens.decoding import beam_search, check_rescore, greedy_decode, sequence_logprobs
 from texlens.tokens import Vocab, join
 
-DEFAULT_MODEL = "printed-small"
+# The model `texlens predict` and `Recognizer.load()` use: printed-base reads the full LaTeX
+# vocabulary and, on CROHME formulas typeset by TeX that neither model trained on, more of
+# them than printed-small (docs/RESULTS.md), which stays the model for mathtext renderings.
+DEFAULT_MODEL = "printed-base"
 BACKENDS = ("torch", "onnx", "onnx-int8")
 # Test-time views (``tta``): the input at these multiples of the model's size, each read
 # greedily; every distinct reading is then scored by all views (summed teacher-forced

@@ -12,7 +12,7 @@ import json
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 
-from texlens.latex import LatexError, check_braces, group_end, lex, normalize, split_args
+from texlens.latex import LatexError, check_braces, group_end, lex, normalize, split_args, to_latex
 
 PAD, SOS, EOS, UNK = "<pad>", "<sos>", "<eos>", "<unk>"
 SPECIALS = (PAD, SOS, EOS, UNK)
@@ -120,8 +120,10 @@ def normalizer(style: str) -> Callable[[str], list[str]]:
 
 
 def join(tokens: Iterable[str]) -> str:
-    """Tokens back to a LaTeX string (spaces between tokens, as in the captions)."""
-    return " ".join(t for t in tokens if t not in SPECIALS)
+    """Tokens back to a LaTeX string: spaces between tokens, as in the captions, except
+    inside text arguments (``\\text {pic}``), where TeX would print them
+    (:func:`texlens.latex.to_latex`; CROHME-style tokens have none)."""
+    return to_latex([t for t in tokens if t not in SPECIALS])
 
 
 class Vocab:

@@ -33,11 +33,11 @@ from swagger_ui_bundle import swagger_ui_path
 from texlens.data.image import MAX_PIXELS, ImageError, load_image
 from texlens.data.strokes import render_strokes
 from texlens.formats import FORMATS, FormatError, to_json, to_text
-from texlens.recognizer import Recognizer
+from texlens.recognizer import DEFAULT_MODEL, Recognizer
 from texlens.server.batcher import Batcher
 
 STATIC = Path(__file__).parent / "static"
-DEFAULT_MODELS = ("printed-small", "handwritten-small")
+DEFAULT_MODELS = (DEFAULT_MODEL, "printed-small", "handwritten-small")
 # Drawn ink is rendered exactly as the handwriting model's training ink was: the
 # "crohme" style (binary white strokes on black, RMS stroke height 27.6 px) and canvas
 # bound of `texlens data crohme` / `data synth-hand` (texlens/data/crohme.py).
@@ -201,7 +201,7 @@ async def _read_images(request: Request, limits: Limits) -> list[tuple[str, byte
 
 
 ModelQ = Annotated[str | None, Query(description="a served model (GET /v1/models); "
-                                   "default printed-small for images, handwritten-small "
+                                   f"default {DEFAULT_MODEL} for images, handwritten-small "
                                    "for ink")]
 BeamQ = Annotated[int, Query(description="beam width; more than 1 gives n-best")]
 FormatQ = Annotated[str, Query(description="the output field: " + " | ".join(FORMATS))]
@@ -244,7 +244,7 @@ class Server:
             for m in rec.models:
                 m.eval()
         names = list(self.models)
-        self.image_model = "printed-small" if "printed-small" in names else names[0]
+        self.image_model = DEFAULT_MODEL if DEFAULT_MODEL in names else names[0]
         self.ink_model = "handwritten-small" if "handwritten-small" in names else names[0]
         self.limits, self.max_batch = limits, max_batch
         self.batcher = Batcher(self._run, max_batch, batch_wait_ms)

@@ -442,7 +442,7 @@ def _steps(run_dir: Path) -> int | None:
 
 def evaluate_unit(spec: AblationSpec, unit: Unit) -> dict:
     """Score a unit's model(s) on every eval_data set; writes and returns result.json."""
-    from texlens.checkpoint import average_checkpoints, kept_checkpoints, save_model
+    from texlens.checkpoint import TRAIN_FORMULAS, average_checkpoints, kept_checkpoints, save_model
     from texlens.evaluate import evaluate
     from texlens.models.satrn import build_model
     from texlens.recognizer import Recognizer
@@ -455,12 +455,13 @@ def evaluate_unit(spec: AblationSpec, unit: Unit) -> dict:
         if len(kept) < arm.average:
             raise AblationError(f"{unit.label}: {srcs[0].dir} kept {len(kept)} checkpoints, "
                                 f"{arm.average} needed (fewer validations than that?)")
-        state, cfg, vocab = average_checkpoints(kept)
+        state, cfg, vocab, formulas = average_checkpoints(kept)
         model = build_model(cfg.model, len(vocab))
         model.load_state_dict(state)
         unit.dir.mkdir(parents=True, exist_ok=True)
         models = [unit.dir / "model.pt"]
-        save_model(models[0], model, cfg, vocab, extra={"averaged_from": [str(k) for k in kept]})
+        save_model(models[0], model, cfg, vocab, extra={"averaged_from": [str(k) for k in kept],
+                                                        TRAIN_FORMULAS: formulas})
     rec = Recognizer.load(models)
     t0 = time.monotonic()
     scores = {d: evaluate(rec, d, beam=arm.beam, rescore=arm.rescore,
@@ -489,7 +490,7 @@ def final_model(unit: Unit) -> Path:
         raise AblationError(f"{unit.label}: {ckpt} is missing; eval_checkpoint last needs it")
     if out.is_file() and out.stat().st_mtime >= ckpt.stat().st_mtime:
         return out
-    state, cfg, vocab = average_checkpoints([ckpt])  # one checkpoint: its own weights
+    state, cfg, vocab, _ = average_checkpoints([ckpt])  # one checkpoint: its own weights
     model = build_model(cfg.model, len(vocab))
     model.load_state_dict(state)
     best = unit.dir / "model.pt"  # the run's record of its training formulas, if it has one
