@@ -26,8 +26,8 @@ from texlens.data.synth.tex import render_tex, tex_missing  # noqa: E402
 from texlens.recognizer import Recognizer  # noqa: E402
 from texlens.tokens import normalizer  # noqa: E402
 
-# The textbook lines of the typeset examples (examples/typeset/formulas.txt).
-EXAMPLES = ROOT / "examples" / "typeset" / "formulas.txt"
+# The textbook lines of the typeset examples (examples/typeset/caption.txt).
+EXAMPLES = ROOT / "examples" / "typeset" / "caption.txt"
 FORMULAS = [line.split("\t", 1)[1].rstrip("\n") for line in EXAMPLES.open(encoding="utf-8")
             if line.startswith("textbook_")]
 FONTS = ("cm", "times", "palatino")

@@ -105,7 +105,7 @@ def test_checkpoint_on_onnx_exports_once_into_the_cache(tmp_path, monkeypatch):
 
 def test_cli_predict_with_onnx_backend(exported):
     images = str(EXAMPLES / "printed" / "images")
-    torch_out = CliRunner().invoke(app, ["predict", images, "--json"])
+    torch_out = CliRunner().invoke(app, ["predict", images, "--json", "--model", "printed-small"])
     onnx_out = CliRunner().invoke(app, ["predict", images, "--json", "--backend", "onnx",
                                         "--model", str(exported["printed-small"])])
     assert torch_out.exit_code == 0 and onnx_out.exit_code == 0, onnx_out.output

@@ -374,7 +374,7 @@ def test_auto_rotate_through_the_api_and_the_cli(tmp_path, shipped):
     want = rec.predict([turned_back])[0].latex
     assert rec.predict([path], auto_rotate=True)[0].latex == want
     assert Recognizer.load("printed-small", auto_rotate=True).predict([path])[0].latex == want
-    result = runner.invoke(app, ["predict", str(path), "--auto-rotate"])
+    result = runner.invoke(app, ["predict", str(path), "--auto-rotate", "--model", "printed-small"])
     assert result.exit_code == 0, result.output
     assert result.output.strip() == f"{path}\t{want}"
     result = runner.invoke(app, ["orientation", "predict", str(path)])
