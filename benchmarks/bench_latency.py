@@ -1,9 +1,10 @@
 """CPU inference speed of a model: batch-1 latency and batch-32 throughput.
 
-    python benchmarks/bench_latency.py [--model printed-small] [--threads 2]
+    python benchmarks/bench_latency.py [--model printed-small] [--threads 2] [--backend torch]
 
 Inputs are the examples/printed images (preprocessed once, outside the timing);
-the timed part is encode + greedy decoding with the key/value cache.
+the timed part is encode + greedy decoding with the key/value cache, on the backend that
+``Recognizer.load`` picks by default (auto: onnx for one model) unless --backend says.
 """
 
 from __future__ import annotations
@@ -27,9 +28,10 @@ def main() -> None:
     ap.add_argument("--images", default=str(ROOT / "examples" / "printed" / "images"))
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--backend", default="auto", help="auto | torch | onnx | onnx-int8")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
-    rec = Recognizer.load(args.model)
+    rec = Recognizer.load(args.model, backend=args.backend)
     files = sorted(Path(args.images).glob("*.png"))
     arrays = [rec.prepare(f) for f in files]
     rec.predict_arrays(arrays[:2], 1)  # warm-up
@@ -46,7 +48,8 @@ def main() -> None:
         rec.predict_arrays(batch, 32)
         runs.append(time.perf_counter() - t0)
     params = sum(p.numel() for p in rec.model.parameters()) / 1e6
-    print(f"model: {args.model} ({params:.2f} M parameters), threads: {args.threads}, "
+    print(f"model: {args.model} ({params:.2f} M parameters), backend: {rec.backend}, "
+          f"threads: {args.threads}, "
           f"cpu: {platform.processor() or platform.machine()}, torch {torch.__version__}")
     print(f"batch 1:  median {statistics.median(per_image):.1f} ms/image "
           f"(p90 {statistics.quantiles(per_image, n=10)[-1]:.1f} ms, {len(per_image)} runs)")

@@ -1,7 +1,7 @@
 """Load test of `texlens serve`: many concurrent clients, then latency, throughput, memory.
 
     python benchmarks/load_test.py [--requests 1000] [--clients 8] [--threads 2]
-        [--backend torch|onnx|onnx-int8]
+        [--backend auto|torch|onnx|onnx-int8]
 
 Starts the server on a free loopback port in a subprocess, sends the requests
 (printed example images to /v1/predict; every ``--ink-every``-th one strokes to
@@ -71,7 +71,7 @@ def main() -> None:
     ap.add_argument("--max-batch", type=int, default=16)
     ap.add_argument("--batch-wait-ms", type=float, default=10.0)
     ap.add_argument("--ink-every", type=int, default=10, help="0: images only")
-    ap.add_argument("--backend", default="torch", help="torch | onnx | onnx-int8")
+    ap.add_argument("--backend", default="auto", help="auto | torch | onnx | onnx-int8")
     args = ap.parse_args()
 
     images = [(p.name, p.read_bytes())

@@ -7,6 +7,7 @@ single-threaded.
 from __future__ import annotations
 
 import hashlib
+import os
 import shutil
 from pathlib import Path
 
@@ -20,6 +21,19 @@ torch.set_num_threads(1)
 
 SYNTH_N = 12
 SYNTH_SEED = 7
+
+
+@pytest.fixture(scope="session", autouse=True)
+def onnx_cache(tmp_path_factory):
+    """The models' ONNX exports (the default backend makes them) go to a folder of this
+    run, not to the user's ~/.cache/texlens; subprocesses inherit it."""
+    old = os.environ.get("TEXLENS_CACHE")
+    os.environ["TEXLENS_CACHE"] = str(tmp_path_factory.mktemp("texlens-cache"))
+    yield
+    if old is None:
+        os.environ.pop("TEXLENS_CACHE", None)
+    else:
+        os.environ["TEXLENS_CACHE"] = old
 
 
 def randomize_norms(model: torch.nn.Module) -> None:

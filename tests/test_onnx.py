@@ -61,7 +61,7 @@ def test_export_writes_both_graphs_and_the_vocabulary(exported):
 @pytest.mark.parametrize(("name", "folder"), CASES)
 @pytest.mark.parametrize("batch_size", [1, 16])
 def test_onnx_gives_the_same_tokens_as_pytorch(exported, name, folder, batch_size):
-    torch_rec = Recognizer.load(name)
+    torch_rec = Recognizer.load(name, backend="torch")
     onnx_rec = Recognizer.load(exported[name], backend="onnx")
     arrays = [torch_rec.prepare(p) for p in sorted((EXAMPLES / folder / "images").glob("*.png"))]
     want = torch_rec.predict_arrays(arrays, batch_size)
@@ -76,7 +76,8 @@ def test_onnx_gives_the_same_tokens_as_pytorch(exported, name, folder, batch_siz
 def test_int8_stays_close_on_the_examples(exported, name, folder):
     # The 0.5-point bound is measured on test sets (benchmarks/bench_backends.py); on a
     # handful of examples one formula is already several points, hence a looser bound.
-    full = evaluate(Recognizer.load(name), EXAMPLES / folder)["metrics"]["sentence_acc"]
+    full = evaluate(Recognizer.load(name, backend="torch"),
+                    EXAMPLES / folder)["metrics"]["sentence_acc"]
     int8 = evaluate(Recognizer.load(exported[name], backend="onnx-int8"),
                     EXAMPLES / folder)["metrics"]["sentence_acc"]
     assert int8 >= full - 0.2
@@ -105,7 +106,8 @@ def test_checkpoint_on_onnx_exports_once_into_the_cache(tmp_path, monkeypatch):
 
 def test_cli_predict_with_onnx_backend(exported):
     images = str(EXAMPLES / "printed" / "images")
-    torch_out = CliRunner().invoke(app, ["predict", images, "--json", "--model", "printed-small"])
+    torch_out = CliRunner().invoke(app, ["predict", images, "--json", "--model", "printed-small",
+                                         "--backend", "torch"])
     onnx_out = CliRunner().invoke(app, ["predict", images, "--json", "--backend", "onnx",
                                         "--model", str(exported["printed-small"])])
     assert torch_out.exit_code == 0 and onnx_out.exit_code == 0, onnx_out.output
@@ -197,3 +199,32 @@ def test_a_batch_encoded_in_chunks_reads_as_the_whole_batch(exported, monkeypatc
     assert [p.tokens for p in chunked] == [p.tokens for p in whole]
     for a, b in zip(chunked, whole, strict=True):
         assert np.allclose(a.token_probs, b.token_probs, atol=1e-5)
+
+
+def test_auto_backend_is_onnx_for_one_model_and_torch_otherwise(tmp_path, monkeypatch):
+    monkeypatch.setenv("TEXLENS_CACHE", str(tmp_path))
+    rec = Recognizer.load("printed-small")  # the default backend: auto
+    assert rec.backend == "onnx" and rec.models  # PyTorch weights stay for beam search
+    assert (cache_dir(resolve_model("printed-small")) / GREEDY).is_file()
+    ref = Recognizer.load("printed-small", backend="torch")
+    assert ref.backend == "torch" and ref.onnx is None
+    arrays = [ref.prepare(p) for p in sorted((EXAMPLES / "printed" / "images").glob("*.png"))]
+    assert [p.tokens for p in rec.predict_arrays(arrays)] == \
+        [p.tokens for p in ref.predict_arrays(arrays)]
+    ensemble = Recognizer.load(["printed-small", "printed-small"])
+    assert ensemble.backend == "torch"
+    assert Recognizer.load("printed-small", tta=True).backend == "torch"
+
+
+def test_auto_backend_falls_back_to_torch_where_no_export_can_be_cached(
+        tmp_path, monkeypatch, capsys):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    monkeypatch.setenv("TEXLENS_CACHE", str(blocker))  # the cache cannot be made here
+    rec = Recognizer.load("printed-small")
+    assert rec.backend == "torch"
+    assert "no ONNX export" in capsys.readouterr().err
+    image = rec.prepare(sorted((EXAMPLES / "printed" / "images").glob("*.png"))[0])
+    assert rec.predict_arrays([image])[0].tokens
+    with pytest.raises(OSError):  # asked for by name, the failure is the caller's to see
+        Recognizer.load("printed-small", backend="onnx")

@@ -64,6 +64,14 @@ def _expand(paths: list[str]) -> list[Path]:
     return out
 
 
+def _backend(backend: str, beam: int, rescore: str | None, tta: bool) -> str:
+    """The backend to load, after checking the decoding options: beam search and test-time
+    views run on PyTorch, so ``auto`` skips the ONNX export for them."""
+    if tta and (beam > 1 or rescore):
+        _fail("--tta reads greedily: leave out --beam and --rescore")
+    return "torch" if backend == "auto" and (beam > 1 or tta) else backend
+
+
 @app.command()
 def predict(
     paths: Annotated[list[str], typer.Argument(help="Image files, directories or globs.")],
@@ -80,8 +88,9 @@ def predict(
     ] = "latex",
     json_out: Annotated[bool, typer.Option("--json", help="Same as --format json.")] = False,
     backend: Annotated[str, typer.Option(
-        help="torch | onnx | onnx-int8 (greedy on onnxruntime; beam search stays on torch).")
-    ] = "torch",
+        help="auto | torch | onnx | onnx-int8: where greedy decoding runs (auto: onnx for one "
+             "model, exported once into ~/.cache/texlens; beam search stays on torch).")
+    ] = "auto",
     auto_rotate: Annotated[bool, typer.Option(
         "--auto-rotate", help="Turn each image upright first (orientation-small).")] = False,
     tta: Annotated[bool, typer.Option(
@@ -94,8 +103,7 @@ def predict(
     from texlens.formats import FormatError, check_format, to_json, to_text
     from texlens.recognizer import DEFAULT_MODEL, Recognizer, main_input
     fmt = "json" if json_out else fmt
-    if tta and (beam > 1 or rescore):
-        _fail("--tta reads greedily: leave out --beam and --rescore")
+    backend = _backend(backend, beam, rescore, tta)
     try:
         check_format(fmt)
         rec = Recognizer.load(model or [DEFAULT_MODEL], backend=backend, auto_rotate=auto_rotate,
@@ -180,8 +188,9 @@ def evaluate(
         "--render/--no-render", help="TeX metrics (render_match, compiles); default: on "
         "when TeX is installed.")] = None,
     backend: Annotated[str, typer.Option(
-        help="torch | onnx | onnx-int8 (greedy on onnxruntime; beam search stays on torch).")
-    ] = "torch",
+        help="auto | torch | onnx | onnx-int8: where greedy decoding runs (auto: onnx for one "
+             "model, exported once into ~/.cache/texlens; beam search stays on torch).")
+    ] = "auto",
     auto_rotate: Annotated[bool, typer.Option(
         "--auto-rotate", help="Turn each image upright first (orientation-small).")] = False,
     tta: Annotated[bool, typer.Option(
@@ -198,8 +207,7 @@ def evaluate(
     from texlens.recognizer import DEFAULT_MODEL, Recognizer
     if on_error not in ("skip", "stop"):
         _fail("--on-error must be skip or stop")
-    if tta and (beam > 1 or rescore):
-        _fail("--tta reads greedily: leave out --beam and --rescore")
+    backend = _backend(backend, beam, rescore, tta)
     no_tex = tex_unavailable() if render is not False else None
     if render and no_tex:
         _fail(f"--render needs TeX: {no_tex}")
@@ -210,7 +218,7 @@ def evaluate(
     try:
         rec = Recognizer.load(model or [DEFAULT_MODEL], backend=backend, auto_rotate=auto_rotate,
                               tta=tta)
-        other = Recognizer.load(writable_by) if writable_by else None
+        other = Recognizer.load(writable_by, backend="torch") if writable_by else None
         with _progress() as prog:
             task = prog.add_task("evaluating", total=None)
             result = run_eval(rec, data, batch_size, on_error, limit, beam=beam,
@@ -573,8 +581,8 @@ def serve(
     batch_wait_ms: Annotated[float, typer.Option(
         min=0, help="How long a batch waits for more images.")] = 10.0,
     backend: Annotated[str, typer.Option(
-        help="torch | onnx | onnx-int8 (greedy on onnxruntime, 4-6x faster at batch 1; "
-             "beam search stays on torch).")] = "torch",
+        help="auto | torch | onnx | onnx-int8 (greedy on onnxruntime, 3-6x faster at batch "
+             "1; auto: onnx for one model; beam search stays on torch).")] = "auto",
 ) -> None:
     """HTTP API (/v1/predict, /v1/predict/ink, /docs) and the web page at /."""
     import torch
@@ -599,7 +607,7 @@ def models() -> None:
     from texlens.recognizer import DEFAULT_MODEL, WEIGHTS_DIR, Recognizer, shipped_models
     for name in shipped_models():
         size = (WEIGHTS_DIR / f"{name}.pt").stat().st_size / 1e6
-        style = Recognizer.load(name).cfg.data.style
+        style = Recognizer.load(name, backend="torch").cfg.data.style
         default = "\t(default)" if name == DEFAULT_MODEL else ""
         print(f"{name}\t{size:.1f} MB\t{style} style{default}")
     for f in sorted(WEIGHTS_DIR.glob("orientation*.pt")):

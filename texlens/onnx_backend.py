@@ -36,6 +36,7 @@ import hashlib
 import json
 import os
 import shutil
+import sys
 import warnings
 from pathlib import Path
 
@@ -398,14 +399,16 @@ def export(model: nn.Module, cfg, vocab: Vocab, out_dir: str | Path, int8: bool 
         warnings.simplefilter("ignore", DeprecationWarning)
         for name, padded in ((ENCODER, True), (ENCODER_UNPADDED, False)):
             inputs = ["images", "mask"] if padded else ["images"]
-            wrapper = (_LeanEncoder(model) if not padded and _LeanEncoder.supports(model)
-                       else _Encoder(model, padded))
+            lean = not padded and _LeanEncoder.supports(model)
+            wrapper = _LeanEncoder(model) if lean else _Encoder(model, padded)
+            # Only the lean encoder uses onnxruntime's operator: declaring its domain for a
+            # graph without one makes the exporter warn on every first use.
             torch.onnx.export(wrapper.eval(),
                               (images, mask) if padded else (images,), str(out / name),
                               input_names=inputs, output_names=enc_out,
                               dynamic_axes={k: v for k, v in dyn.items() if k != "mask" or
                                             padded}, opset_version=OPSET, dynamo=False,
-                              custom_opsets=CONTRIB)
+                              custom_opsets=CONTRIB if lean else None)
         enc = _Encoder(model, True)(images, mask)
         heads, dk = enc[2].shape[1], enc[2].shape[3]
         past = [torch.zeros(2, heads, 3, dk) for _ in range(2 * n)]
@@ -478,6 +481,8 @@ def export_cached(checkpoint: Path, loaded: tuple | None = None, int8: bool = Fa
     d = cache_dir(checkpoint)
     need = [d / META, *_graphs(d, False), *(_graphs(d, True) if int8 else [])]
     if not all(f.is_file() for f in need):
+        # Once per model and texlens version: say why this first call takes seconds.
+        print(f"exporting {checkpoint.name} to ONNX once, into {d}", file=sys.stderr)
         # Written beside and renamed into place, so a reader never sees half an export.
         tmp = d.with_name(f"{d.name}.tmp{os.getpid()}")
         export_checkpoint(checkpoint, tmp, int8, loaded)
@@ -504,6 +509,7 @@ class OnnxModel:
         import onnxruntime as ort
 
         d = Path(directory)
+        self.int8 = int8
         files = [*_graphs(d, int8), d / META]
         for f in files:
             if not f.is_file():

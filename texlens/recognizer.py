@@ -9,6 +9,7 @@ With ``auto_rotate`` an image is first turned upright by the orientation classif
 from __future__ import annotations
 
 import json
+import sys
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,6 +38,10 @@ from texlens.tokens import Vocab, join
 # them than printed-small (docs/RESULTS.md), which stays the model for mathtext renderings.
 DEFAULT_MODEL = "printed-base"
 BACKENDS = ("torch", "onnx", "onnx-int8")
+# The default: onnx for one model (greedy decoding about 3 times faster than torch on the
+# same weights, with the same readings; docs/RESULTS.md), torch for an ensemble, and torch
+# whenever the ONNX export cannot be made or cached here (said on stderr, never an error).
+AUTO = "auto"
 # Test-time views (``tta``): the input at these multiples of the model's size, each read
 # greedily; every distinct reading is then scored by all views (summed teacher-forced
 # log-probabilities) and the best kept. Chosen on data/crohme/val with handwritten-small
@@ -185,6 +190,13 @@ class Recognizer:
         # None when a checkpoint did not record them.
         self.train_formulas: bytes | None = None
 
+    @property
+    def backend(self) -> str:
+        """Where greedy decoding runs: torch, onnx or onnx-int8."""
+        if self.onnx is None:
+            return "torch"
+        return "onnx-int8" if self.onnx.int8 else "onnx"
+
     def set_tta(self, scales: Sequence[float] | None) -> None:
         """Read every image at these multiples of the input size (``TTA_SCALES``) and keep
         the reading all of them score best; None: one view. Needs one PyTorch model (the
@@ -201,15 +213,19 @@ class Recognizer:
 
     @classmethod
     def load(cls, name_or_path: str | Path | Sequence[str | Path] = DEFAULT_MODEL,
-             backend: str = "torch", auto_rotate: bool | str | Path = False,
+             backend: str = AUTO, auto_rotate: bool | str | Path = False,
              tta: bool | Sequence[float] = False) -> Recognizer:
-        """A shipped name or checkpoint (a list: an ensemble), on ``backend`` torch, onnx or
-        onnx-int8. For ONNX, a checkpoint is exported once into the cache
-        (``$TEXLENS_CACHE``, default ~/.cache/texlens); a directory written by
-        ``texlens export --onnx`` loads on its own (greedy decoding only).
+        """A shipped name or checkpoint (a list: an ensemble), on ``backend`` auto, torch,
+        onnx or onnx-int8 (:data:`AUTO`: onnx for one model, else torch). For ONNX, a
+        checkpoint is exported once into the cache (``$TEXLENS_CACHE``, default
+        ~/.cache/texlens); its PyTorch weights stay loaded for beam search and test-time
+        views. A directory written by ``texlens export --onnx`` loads on its own (greedy
+        decoding only).
         ``auto_rotate``: True (the shipped ``orientation-small``) or an orientation model's
         name or path turns every image upright first. ``tta``: True (``TTA_SCALES``) or
         size factors reads each image at several sizes (:meth:`set_tta`)."""
+        if backend == AUTO and tta is not False:  # test-time views read with PyTorch
+            backend = "torch"
         rec = cls._load(name_or_path, backend)
         if tta is not False:
             rec.set_tta(TTA_SCALES if tta is True else tta)
@@ -222,9 +238,13 @@ class Recognizer:
     @classmethod
     def _load(cls, name_or_path: str | Path | Sequence[str | Path],
               backend: str) -> Recognizer:
-        if backend not in BACKENDS:
-            raise ValueError(f"backend must be one of {', '.join(BACKENDS)}, not {backend!r}")
+        if backend not in (AUTO, *BACKENDS):
+            raise ValueError(f"backend must be one of {AUTO}, {', '.join(BACKENDS)}, "
+                             f"not {backend!r}")
         names = [name_or_path] if isinstance(name_or_path, (str, Path)) else list(name_or_path)
+        auto = backend == AUTO
+        if auto:
+            backend = "onnx" if len(names) == 1 else "torch"
         if backend != "torch" and len(names) > 1:
             raise ValueError(f"backend {backend}: ensembles run on torch only")
         int8 = backend == "onnx-int8"
@@ -249,8 +269,15 @@ class Recognizer:
         calib = Calibration.find(paths[0]) if len(paths) == 1 else Calibration()
         onnx = None
         if backend != "torch":
-            from texlens.onnx_backend import OnnxModel, export_cached
-            onnx = OnnxModel(export_cached(paths[0], loaded[0], int8), int8=int8)
+            try:
+                from texlens.onnx_backend import OnnxModel, export_cached
+                onnx = OnnxModel(export_cached(paths[0], loaded[0], int8), int8=int8)
+            except (ImportError, ValueError, OSError, RuntimeError) as e:
+                if not auto:
+                    raise
+                print(f"{names[0]}: no ONNX export ({e}); decoding with PyTorch",
+                      file=sys.stderr)
+                backend = "torch"
         name = " + ".join(map(str, names)) + ("" if backend == "torch" else f" ({backend})")
         rec = cls([m for m, _, _ in loaded], cfg, vocab, name, calib, onnx)
         formulas = [raw.get(TRAIN_FORMULAS) for _, _, _, raw in raw_loaded]

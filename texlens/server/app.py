@@ -33,7 +33,7 @@ from swagger_ui_bundle import swagger_ui_path
 from texlens.data.image import MAX_PIXELS, ImageError, load_image
 from texlens.data.strokes import render_strokes
 from texlens.formats import FORMATS, FormatError, to_json, to_text
-from texlens.recognizer import DEFAULT_MODEL, Recognizer
+from texlens.recognizer import AUTO, DEFAULT_MODEL, Recognizer
 from texlens.server.batcher import Batcher
 
 STATIC = Path(__file__).parent / "static"
@@ -234,12 +234,11 @@ class Server:
     """The loaded models, the batcher and the request handlers of one app."""
 
     def __init__(self, models: Sequence[str], max_batch: int, batch_wait_ms: float,
-                 limits: Limits, backend: str = "torch"):
+                 limits: Limits, backend: str = AUTO):
         if not models:
             raise ValueError("no models to serve")
         # Loaded once, at start-up: a bad name fails here, not on the first request.
         self.models = {str(m): Recognizer.load(m, backend=backend) for m in models}
-        self.backend = backend
         for rec in self.models.values():
             for m in rec.models:
                 m.eval()
@@ -297,9 +296,10 @@ class Server:
 
 def create_app(models: Sequence[str] = DEFAULT_MODELS, max_batch: int = 16,
                batch_wait_ms: float = 10.0, limits: Limits | None = None,
-               backend: str = "torch") -> FastAPI:
+               backend: str = AUTO) -> FastAPI:
     """The FastAPI app; the models load now, the batcher starts with the app. ``backend``
-    torch, onnx or onnx-int8 runs greedy decoding (beam search stays on PyTorch)."""
+    (auto, torch, onnx or onnx-int8, as in ``Recognizer.load``) runs greedy decoding; beam
+    search stays on PyTorch."""
     limits = limits or Limits()
     srv = Server(models, max_batch, batch_wait_ms, limits, backend)
 
@@ -345,7 +345,7 @@ def create_app(models: Sequence[str] = DEFAULT_MODELS, max_batch: int = 16,
         return {"models": [{"name": n, "default_for": [k for k, d in
                                                       (("image", srv.image_model),
                                                        ("ink", srv.ink_model)) if d == n],
-                            "vocab_size": len(r.vocab), "backend": srv.backend}
+                            "vocab_size": len(r.vocab), "backend": r.backend}
                            for n, r in srv.models.items()],
                 "formats": list(FORMATS), "limits": asdict(limits)}
 

@@ -462,7 +462,7 @@ def evaluate_unit(spec: AblationSpec, unit: Unit) -> dict:
         models = [unit.dir / "model.pt"]
         save_model(models[0], model, cfg, vocab, extra={"averaged_from": [str(k) for k in kept],
                                                         TRAIN_FORMULAS: formulas})
-    rec = Recognizer.load(models)
+    rec = Recognizer.load(models, backend="torch")
     t0 = time.monotonic()
     scores = {d: evaluate(rec, d, beam=arm.beam, rescore=arm.rescore,
                           max_tokens=spec.eval_max_tokens,

@@ -135,11 +135,11 @@ def kfold(cfg: Config, k: int, out: str | Path, seed: int = 0) -> dict:
         print(f"fold {i}: training on {len(rest)} samples, holding out {len(held)}")
         model = train(fold_cfg, train_samples=rest, val_samples=held)
         models.append(model)
-        rec = Recognizer.load(model)
+        rec = Recognizer.load(model, backend="torch")
         per_fold.append({"fold": i, "model": str(model), "n_train": len(rest),
                          "heldout": _summary(evaluate_samples(rec, held)["metrics"]),
                          "val": _summary(evaluate_samples(rec, val)["metrics"])})
-    ensemble = evaluate_samples(Recognizer.load(models), val)["metrics"]
+    ensemble = evaluate_samples(Recognizer.load(models, backend="torch"), val)["metrics"]
     result = {
         "config": cfg.name, "folds": k, "seed": seed, "n_samples": len(pooled),
         "per_fold": per_fold,
