@@ -25,15 +25,20 @@ SYNTH_SEED = 7
 
 @pytest.fixture(scope="session", autouse=True)
 def onnx_cache(tmp_path_factory):
-    """The models' ONNX exports (the default backend makes them) go to a folder of this
-    run, not to the user's ~/.cache/texlens; subprocesses inherit it."""
-    old = os.environ.get("TEXLENS_CACHE")
-    os.environ["TEXLENS_CACHE"] = str(tmp_path_factory.mktemp("texlens-cache"))
+    """ONNX exports go to a folder of this run, not to the user's ~/.cache/texlens;
+    subprocesses inherit it."""
+    # Most tests load tiny checkpoints once: exporting each to ONNX doubled the suite's
+    # time, so PyTorch is their default; tests of the ONNX paths ask for it by name.
+    env = {"TEXLENS_CACHE": str(tmp_path_factory.mktemp("texlens-cache")),
+           "TEXLENS_BACKEND": "torch"}
+    old = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
     yield
-    if old is None:
-        os.environ.pop("TEXLENS_CACHE", None)
-    else:
-        os.environ["TEXLENS_CACHE"] = old
+    for k, v in old.items():
+        if v is None:
+            os.environ.pop(k, None)
+        else:
+            os.environ[k] = v
 
 
 def randomize_norms(model: torch.nn.Module) -> None:

@@ -203,6 +203,7 @@ def test_a_batch_encoded_in_chunks_reads_as_the_whole_batch(exported, monkeypatc
 
 def test_auto_backend_is_onnx_for_one_model_and_torch_otherwise(tmp_path, monkeypatch):
     monkeypatch.setenv("TEXLENS_CACHE", str(tmp_path))
+    monkeypatch.delenv("TEXLENS_BACKEND")  # conftest's default for the other tests
     rec = Recognizer.load("printed-small")  # the default backend: auto
     assert rec.backend == "onnx" and rec.models  # PyTorch weights stay for beam search
     assert (cache_dir(resolve_model("printed-small")) / GREEDY).is_file()
@@ -214,6 +215,8 @@ def test_auto_backend_is_onnx_for_one_model_and_torch_otherwise(tmp_path, monkey
     ensemble = Recognizer.load(["printed-small", "printed-small"])
     assert ensemble.backend == "torch"
     assert Recognizer.load("printed-small", tta=True).backend == "torch"
+    monkeypatch.setenv("TEXLENS_BACKEND", "torch")  # a user's own default
+    assert Recognizer.load("printed-small").backend == "torch"
 
 
 def test_auto_backend_falls_back_to_torch_where_no_export_can_be_cached(
@@ -221,6 +224,7 @@ def test_auto_backend_falls_back_to_torch_where_no_export_can_be_cached(
     blocker = tmp_path / "a-file"
     blocker.write_text("not a folder")
     monkeypatch.setenv("TEXLENS_CACHE", str(blocker))  # the cache cannot be made here
+    monkeypatch.delenv("TEXLENS_BACKEND")
     rec = Recognizer.load("printed-small")
     assert rec.backend == "torch"
     assert "no ONNX export" in capsys.readouterr().err

@@ -9,6 +9,7 @@ With ``auto_rotate`` an image is first turned upright by the orientation classif
 from __future__ import annotations
 
 import json
+import os
 import sys
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -216,7 +217,8 @@ class Recognizer:
              backend: str = AUTO, auto_rotate: bool | str | Path = False,
              tta: bool | Sequence[float] = False) -> Recognizer:
         """A shipped name or checkpoint (a list: an ensemble), on ``backend`` auto, torch,
-        onnx or onnx-int8 (:data:`AUTO`: onnx for one model, else torch). For ONNX, a
+        onnx or onnx-int8 (:data:`AUTO`: onnx for one model, else torch; ``$TEXLENS_BACKEND``
+        replaces auto). For ONNX, a
         checkpoint is exported once into the cache (``$TEXLENS_CACHE``, default
         ~/.cache/texlens); its PyTorch weights stay loaded for beam search and test-time
         views. A directory written by ``texlens export --onnx`` loads on its own (greedy
@@ -224,6 +226,8 @@ class Recognizer:
         ``auto_rotate``: True (the shipped ``orientation-small``) or an orientation model's
         name or path turns every image upright first. ``tta``: True (``TTA_SCALES``) or
         size factors reads each image at several sizes (:meth:`set_tta`)."""
+        if backend == AUTO:  # $TEXLENS_BACKEND may set another default (torch, onnx-int8)
+            backend = os.environ.get("TEXLENS_BACKEND") or AUTO
         if backend == AUTO and tta is not False:  # test-time views read with PyTorch
             backend = "torch"
         rec = cls._load(name_or_path, backend)
