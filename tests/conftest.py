@@ -27,8 +27,8 @@ SYNTH_SEED = 7
 def onnx_cache(tmp_path_factory):
     """ONNX exports go to a folder of this run, not to the user's ~/.cache/texlens;
     subprocesses inherit it."""
-    # Most tests load tiny checkpoints once: exporting each to ONNX doubled the suite's
-    # time, so PyTorch is their default; tests of the ONNX paths ask for it by name.
+    # Most tests load a tiny checkpoint once, where an ONNX export (seconds each) buys
+    # nothing: PyTorch is their default; tests of the ONNX paths ask for it by name.
     env = {"TEXLENS_CACHE": str(tmp_path_factory.mktemp("texlens-cache")),
            "TEXLENS_BACKEND": "torch"}
     old = {k: os.environ.get(k) for k in env}
