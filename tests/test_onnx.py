@@ -27,6 +27,7 @@ from texlens.onnx_backend import (  # noqa: E402
     export,
 )
 from texlens.recognizer import Recognizer, resolve_model  # noqa: E402
+from texlens.tokens import Vocab  # noqa: E402
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 CASES = [("printed-small", "printed"), ("handwritten-small", "handwritten")]
@@ -83,11 +84,42 @@ def test_int8_stays_close_on_the_examples(exported, name, folder):
     assert int8 >= full - 0.2
 
 
-def test_beam_search_needs_the_pytorch_weights(exported):
-    rec = Recognizer.load(exported["printed-small"], backend="onnx")
-    image = rec.prepare(sorted((EXAMPLES / "printed" / "images").glob("*.png"))[0])
-    with pytest.raises(ValueError, match="beam search needs the PyTorch weights"):
-        rec.predict_arrays([image], beam=3)
+@pytest.mark.parametrize(("name", "folder"), CASES)
+def test_beam_search_on_onnx_finds_pytorch_s_hypotheses(exported, name, folder):
+    # One beam search (texlens.decoding.beam_search) stepping through either runtime: the
+    # same n-best lists, scores and token probabilities, alone and in a padded batch.
+    torch_rec = Recognizer.load(name, backend="torch")
+    onnx_rec = Recognizer.load(exported[name], backend="onnx")  # the export alone
+    assert not onnx_rec.models
+    arrays = [torch_rec.prepare(p)
+              for p in sorted((EXAMPLES / folder / "images").glob("*.png"))[:8]]
+    want = torch_rec.predict_arrays(arrays, 8, beam=3)
+    for batch_size in (1, 8):
+        got = onnx_rec.predict_arrays(arrays, batch_size, beam=3)
+        for w, g in zip(want, got, strict=True):
+            assert g.tokens == w.tokens
+            assert [t for t, _ in g.nbest] == [t for t, _ in w.nbest]
+            assert [s for _, s in g.nbest] == pytest.approx([s for _, s in w.nbest], abs=1e-4)
+            assert g.token_probs == pytest.approx(w.token_probs, abs=1e-3)
+    with pytest.raises(ValueError, match="rescoring runs on PyTorch"):
+        onnx_rec.predict_arrays(arrays[:1], beam=3, rescore="r2l")
+
+
+def test_onnx_beam_of_width_one_is_onnx_greedy(exported):
+    rec = Recognizer.load(exported["handwritten-small"], backend="onnx")
+    arrays = [rec.prepare(p)
+              for p in sorted((EXAMPLES / "handwritten" / "images").glob("*.png"))[:6]]
+    hyps = rec.onnx.beam(*_batch(arrays), 1, 150)
+    greedy_ids, _ = rec.onnx.greedy(*_batch(arrays), 150)
+    for h, row in zip(hyps, greedy_ids.tolist(), strict=True):
+        assert Vocab.eos_id in row  # each formula finished: no length limit in play
+        assert h[0].ids == row[:row.index(Vocab.eos_id)]
+
+
+def _batch(arrays: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    from texlens.data.datasets import collate
+    batch = collate([{"image": a, "ids": [0], "index": i} for i, a in enumerate(arrays)])
+    return batch["images"].numpy(), batch["mask"].numpy()
 
 
 def test_checkpoint_on_onnx_exports_once_into_the_cache(tmp_path, monkeypatch):
@@ -100,8 +132,7 @@ def test_checkpoint_on_onnx_exports_once_into_the_cache(tmp_path, monkeypatch):
     assert (d / ENCODER).stat().st_mtime_ns == stamp
     image = rec.prepare(sorted((EXAMPLES / "printed" / "images").glob("*.png"))[1])
     assert again.predict_arrays([image])[0].tokens == rec.predict_arrays([image])[0].tokens
-    # beam search falls back to the PyTorch weights loaded beside the graphs
-    assert rec.predict_arrays([image], beam=2)[0].nbest
+    assert rec.predict_arrays([image], beam=2)[0].nbest  # beam search on the graphs too
 
 
 def test_cli_predict_with_onnx_backend(exported):
@@ -162,7 +193,6 @@ def test_the_unpadded_encoder_gives_the_padded_one_s_answer(exported):
 def test_exported_variants_decode_as_pytorch_alone_and_padded(variant, tmp_path):
     from texlens.decoding import greedy_decode
     from texlens.models.satrn import build_model
-    from texlens.tokens import Vocab
 
     torch.manual_seed(0)
     cfg = make_tiny_config(tmp_path / "run")
@@ -205,7 +235,7 @@ def test_auto_backend_is_onnx_for_one_model_and_torch_otherwise(tmp_path, monkey
     monkeypatch.setenv("TEXLENS_CACHE", str(tmp_path))
     monkeypatch.delenv("TEXLENS_BACKEND")  # conftest's default for the other tests
     rec = Recognizer.load("printed-small")  # the default backend: auto
-    assert rec.backend == "onnx" and rec.models  # PyTorch weights stay for beam search
+    assert rec.backend == "onnx" and rec.models  # PyTorch weights stay for test-time views
     assert (cache_dir(resolve_model("printed-small")) / GREEDY).is_file()
     ref = Recognizer.load("printed-small", backend="torch")
     assert ref.backend == "torch" and ref.onnx is None

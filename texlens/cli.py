@@ -65,11 +65,11 @@ def _expand(paths: list[str]) -> list[Path]:
 
 
 def _backend(backend: str, beam: int, rescore: str | None, tta: bool) -> str:
-    """The backend to load, after checking the decoding options: beam search and test-time
-    views run on PyTorch, so ``auto`` skips the ONNX export for them."""
+    """The backend to load, after checking the decoding options: test-time views and
+    rescoring run on PyTorch, so ``auto`` skips the ONNX export for them."""
     if tta and (beam > 1 or rescore):
         _fail("--tta reads greedily: leave out --beam and --rescore")
-    return "torch" if backend == "auto" and (beam > 1 or tta) else backend
+    return "torch" if backend == "auto" and (rescore or tta) else backend
 
 
 @app.command()
@@ -88,8 +88,8 @@ def predict(
     ] = "latex",
     json_out: Annotated[bool, typer.Option("--json", help="Same as --format json.")] = False,
     backend: Annotated[str, typer.Option(
-        help="auto | torch | onnx | onnx-int8: where greedy decoding runs (auto: onnx for one "
-             "model, exported once into ~/.cache/texlens; beam search stays on torch).")
+        help="auto | torch | onnx | onnx-int8: where decoding runs (auto: onnx for one "
+             "model, exported once into ~/.cache/texlens; --rescore and --tta run on torch).")
     ] = "auto",
     auto_rotate: Annotated[bool, typer.Option(
         "--auto-rotate", help="Turn each image upright first (orientation-small).")] = False,
@@ -111,9 +111,6 @@ def predict(
         check_rescore(rec.models, beam, rescore)
     except (FormatError, ValueError, *_known_errors()) as e:
         _fail(str(e))
-    if beam > 1 and not rec.models:
-        _fail(f"{rec.name}: beam search runs on PyTorch; give the checkpoint, not an ONNX "
-              "directory")
     files = _expand(paths)
     if not files:
         _fail("no images found in " + " ".join(paths))
@@ -188,8 +185,8 @@ def evaluate(
         "--render/--no-render", help="TeX metrics (render_match, compiles); default: on "
         "when TeX is installed.")] = None,
     backend: Annotated[str, typer.Option(
-        help="auto | torch | onnx | onnx-int8: where greedy decoding runs (auto: onnx for one "
-             "model, exported once into ~/.cache/texlens; beam search stays on torch).")
+        help="auto | torch | onnx | onnx-int8: where decoding runs (auto: onnx for one "
+             "model, exported once into ~/.cache/texlens; --rescore and --tta run on torch).")
     ] = "auto",
     auto_rotate: Annotated[bool, typer.Option(
         "--auto-rotate", help="Turn each image upright first (orientation-small).")] = False,
@@ -582,7 +579,7 @@ def serve(
         min=0, help="How long a batch waits for more images.")] = 10.0,
     backend: Annotated[str, typer.Option(
         help="auto | torch | onnx | onnx-int8 (greedy on onnxruntime, 3-6x faster at batch "
-             "1; auto: onnx for one model; beam search stays on torch).")] = "auto",
+             "1; auto: onnx for one model).")] = "auto",
 ) -> None:
     """HTTP API (/v1/predict, /v1/predict/ink, /docs) and the web page at /."""
     import torch

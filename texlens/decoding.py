@@ -4,7 +4,8 @@ Greedy uses the decoder's key/value cache by default; ``use_cache=False`` re-run
 decoder over the whole prefix each step (the reference the cached path is tested
 against). Beam search and ensembles share one stepping interface, ``Ensemble``: a
 single model is an ensemble of one, so every path averages per-step
-log-probabilities the same way.
+log-probabilities the same way. Beam search steps through a :class:`Stepper`, so the
+onnxruntime backend (texlens/onnx_backend.py) runs this same search on its own graphs.
 
 With bidirectional models (``model.bidirectional``), beam search may rescore its n-best
 with the right-to-left direction (``rescore="r2l"``, BTTR's rescoring).
@@ -79,7 +80,25 @@ def sequence_logprobs(model: nn.Module, images: torch.Tensor, mask: torch.Tensor
     return [picked[k, :len(q) + 1] for k, q in enumerate(seqs)]
 
 
-class Ensemble:
+class Stepper:
+    """What beam search asks of a decoder, whatever runs it: ``start`` encodes a batch
+    into caches of one row per image, ``step`` gives the next token's log-probabilities
+    (N, V) after each row's last token and grows the caches, ``select`` keeps the caches'
+    rows ``index`` (repeats allowed), ``max_len`` bounds the tokens after <sos>."""
+
+    max_len: int
+
+    def start(self, images: torch.Tensor, mask: torch.Tensor | None) -> object:
+        raise NotImplementedError
+
+    def step(self, tokens: torch.Tensor, caches) -> torch.Tensor:
+        raise NotImplementedError
+
+    def select(self, caches, index: torch.Tensor) -> object:
+        raise NotImplementedError
+
+
+class Ensemble(Stepper):
     """Several models decoded as one: per-step log-probabilities are averaged.
 
     The models must share the vocabulary (the caller checks; ids would not line up
@@ -101,8 +120,7 @@ class Ensemble:
                                                                            strict=True)]
         return logps[0] if len(logps) == 1 else torch.stack(logps).mean(0)
 
-    @staticmethod
-    def select(caches: list, index: torch.Tensor) -> list:
+    def select(self, caches: list, index: torch.Tensor) -> list:
         return [c.select(index) for c in caches]
 
     def sequence_logprob(self, caches: list, seqs: torch.Tensor, direction: int) -> torch.Tensor:
@@ -209,7 +227,7 @@ def _blocked(hyp: list[int], n: int, max_repeats: int) -> set[int]:
 
 
 @torch.no_grad()
-def beam_search(models: nn.Module | Sequence[nn.Module], images: torch.Tensor,
+def beam_search(models: nn.Module | Sequence[nn.Module] | Stepper, images: torch.Tensor,
                 mask: torch.Tensor | None, beam: int = 5, max_len: int = 150,
                 alpha: float = 1.0, nbest: int | None = None, repeat_ngram: int = 4,
                 max_repeats: int = 0, tokens_per_height: float | None = None,
@@ -235,8 +253,13 @@ def beam_search(models: nn.Module | Sequence[nn.Module], images: torch.Tensor,
     image are reranked by left-to-right plus right-to-left log-probability
     (:func:`combine_r2l`) before the ``nbest`` are kept.
     """
-    ens = Ensemble(models if isinstance(models, Sequence) else [models])
-    check_rescore(ens.models, beam, rescore)
+    if isinstance(models, Stepper):
+        ens = models
+        if rescore is not None and not isinstance(ens, Ensemble):
+            raise ValueError(f"rescore {rescore} runs on PyTorch models only")
+    else:
+        ens = Ensemble(models if isinstance(models, Sequence) else [models])
+    check_rescore(getattr(ens, "models", []), beam, rescore)
     b, k = images.shape[0], beam
     nbest = min(nbest or k, k)
     dev = images.device

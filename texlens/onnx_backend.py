@@ -1,6 +1,6 @@
 """ONNX export and an onnxruntime backend for greedy decoding.
 
-Four graphs, written by :func:`export`:
+Five graphs, written by :func:`export`:
 
 * ``encoder.onnx``: images (B, 1, H, W) float and their pixel mask (B, H, W) bool ->
   the memory's key mask as an additive bias (B, 1, 1, N) (0, or -inf on padding) and, for
@@ -15,6 +15,9 @@ Four graphs, written by :func:`export`:
   (B, heads, T, dk)) -> the greedy token (B, 1), its probability (B,) and the cache
   grown to T + 1. The step is :class:`_Step`, TransformerDecoder.step rewritten for few
   operators.
+* ``decoder_logprobs.onnx``: the same step with the log-probabilities of every token
+  (B, V) instead of the greedy choice, for beam search (:class:`OnnxSteps`, which runs
+  texlens.decoding.beam_search, the one beam search, on these graphs).
 * ``greedy.onnx``: the whole greedy loop, the step graph as the body of an ONNX ``Loop``
   that stops when every row has written <eos> (:func:`_loop_graph`). One call per batch
   instead of one per token: a batch-1 step is a tenth of a millisecond of small
@@ -23,9 +26,10 @@ Four graphs, written by :func:`export`:
 Attention runs as onnxruntime's fused ``com.microsoft.MultiHeadAttention`` operator
 (:class:`_Attention`), so the graphs need onnxruntime, not just any ONNX runtime. Batch,
 height, width, memory length and cache length are dynamic axes. Only the SATRN
-architecture with the transformer decoder is exported (both shipped models); beam search
-and ensembles stay on PyTorch. A bidirectional model exports its left-to-right direction:
-its direction vector is folded into the step graph as a constant. ``int8=True`` adds
+architecture with the transformer decoder is exported (the shipped recognisers);
+ensembles, right-to-left rescoring and test-time views stay on PyTorch. A bidirectional
+model exports its left-to-right direction: its direction vector is folded into the step
+graph as a constant. ``int8=True`` adds
 ``*.int8.onnx`` files made by onnxruntime's dynamic quantisation (weights int8,
 activations quantised per call).
 """
@@ -38,6 +42,7 @@ import os
 import shutil
 import sys
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -45,6 +50,7 @@ import torch
 from torch import nn
 
 from texlens.config import config_from_dict, config_to_dict
+from texlens.decoding import Hypothesis, Stepper, beam_search
 from texlens.models.decoder import L2R
 from texlens.models.posenc import Sine2D, sinusoid
 from texlens.tokens import Vocab
@@ -52,12 +58,14 @@ from texlens.tokens import Vocab
 ENCODER, STEP, META = "encoder.onnx", "decoder_step.onnx", "texlens.json"
 FORMULAS = "train_formulas.bin"  # the checkpoint's record of its training formulas, if any
 ENCODER_UNPADDED, GREEDY = "encoder_unpadded.onnx", "greedy.onnx"
+LOGPROBS = "decoder_logprobs.onnx"
 OPSET = 17
 CONTRIB = {"com.microsoft": 1}  # onnxruntime's operators (MultiHeadAttention)
 # The graphs' interface; an export of another format is refused (export it again).
 # 2: the mask as an additive bias, keys transposed, the unpadded encoder.
 # 3: the greedy loop as one graph, the lean unpadded encoder.
-FORMAT = 3
+# 4: the step graph with every token's log-probability, for beam search.
+FORMAT = 4
 # onnxruntime's MultiHeadAttention materialises each encoder layer's attention maps (batch
 # x heads x cells^2 floats, where PyTorch's fused attention does not), so a batch of 16
 # wide formulas took 24 GB and was killed. Batches are encoded in row chunks whose maps
@@ -244,8 +252,9 @@ class _Step(nn.Module):
     reshape to a constant shape (no Shape/Gather chains).
     """
 
-    def __init__(self, model: nn.Module):
+    def __init__(self, model: nn.Module, logprobs: bool = False):
         super().__init__()
+        self.logprobs = logprobs  # every token's log-probability (beam search), not the best
         dec = model.decoder
         attn = dec.layers[0].self_attn
         self.h, self.dk = attn.h, attn.dk
@@ -280,6 +289,8 @@ class _Step(nn.Module):
             y = _Attention.apply(self.h, q, cross[2 * i], cross[2 * i + 1], mem_bias)
             x = x + layer.cross_attn.out(y.reshape(b, inner))
             x = x + layer.ffn(layer.norm3(x))
+        if self.logprobs:
+            return (self.head(self.norm(x)).float().log_softmax(-1), *new)
         # The greedy choice and its probability in the graph: the runtime feeds the token
         # straight back without a trip through numpy.
         prob, best = self.head(self.norm(x)).softmax(-1).max(-1)
@@ -366,9 +377,9 @@ def _loop_graph(step_file: Path, out_file: Path) -> None:
 
 def export(model: nn.Module, cfg, vocab: Vocab, out_dir: str | Path, int8: bool = False
            ) -> list[Path]:
-    """Write encoder.onnx, encoder_unpadded.onnx, decoder_step.onnx, greedy.onnx (and their
-    int8 versions) and texlens.json (vocabulary, data settings, model config) into ``out_dir``;
-    returns the files."""
+    """Write encoder.onnx, encoder_unpadded.onnx, decoder_step.onnx, decoder_logprobs.onnx,
+    greedy.onnx (and their int8 versions) and texlens.json (vocabulary, data settings,
+    model config) into ``out_dir``; returns the files."""
     import copy
 
     if getattr(model, "vit", None) is not None or not hasattr(model, "decoder") or \
@@ -421,7 +432,13 @@ def export(model: nn.Module, cfg, vocab: Vocab, out_dir: str | Path, int8: bool 
                           output_names=["next_token", "prob", *_names(n, "present")],
                           dynamic_axes=dyn, opset_version=OPSET, dynamo=False,
                           custom_opsets=CONTRIB)
-    files = [out / ENCODER, out / ENCODER_UNPADDED, out / STEP]
+        dyn = {**{k: v for k, v in dyn.items() if k not in ("next_token", "prob")},
+               "logprobs": {0: "batch"}}
+        torch.onnx.export(_Step(model, logprobs=True).eval(), args, str(out / LOGPROBS),
+                          input_names=step_in, output_names=["logprobs", *_names(n, "present")],
+                          dynamic_axes=dyn, opset_version=OPSET, dynamo=False,
+                          custom_opsets=CONTRIB)
+    files = [out / ENCODER, out / ENCODER_UNPADDED, out / STEP, out / LOGPROBS]
     for f in files:
         _fill_gaps(f)
     if int8:
@@ -472,7 +489,7 @@ def cache_dir(checkpoint: Path) -> Path:
 
 def _graphs(d: Path, int8: bool) -> list[Path]:
     """The graphs a backend runs (the step graph is exported too, as greedy.onnx's body)."""
-    names = [ENCODER, ENCODER_UNPADDED, GREEDY]
+    names = [ENCODER, ENCODER_UNPADDED, GREEDY, LOGPROBS]
     return [d / (_int8(n) if int8 else n) for n in names]
 
 
@@ -538,6 +555,9 @@ class OnnxModel:
         self.encoder, self.encoder_unpadded = session(files[0], threads), session(files[1],
                                                                                    threads)
         self.decode_session = session(files[2], 1)
+        # Beam search's step graph, opened on first use: greedy callers never pay for it.
+        self._logprobs_file, self._logprobs = files[3], None
+        self._session = session
         self.layers, self.max_len = self.meta["layers"], self.meta["max_len"]
         self.cross_names = _names(self.layers, "cross")
         self.past_names = _names(self.layers, "past")
@@ -590,8 +610,75 @@ class OnnxModel:
                                        constant_values=Vocab.pad_id) for ids, _ in parts]),
                 np.concatenate([np.pad(p, ((0, 0), (0, width - p.shape[1]))) for _, p in parts]))
 
+    def beam(self, images: np.ndarray, mask: np.ndarray, beam: int, max_len: int
+             ) -> list[list[Hypothesis]]:
+        """texlens.decoding.beam_search on these graphs: each image's hypotheses, best
+        first (encoded in row chunks, as :meth:`greedy`)."""
+        if self._logprobs is None:
+            self._logprobs = self._session(self._logprobs_file, 1)
+        rows = self.chunk_rows(images.shape)
+        out: list[list[Hypothesis]] = []
+        for i in range(0, len(images), rows):
+            out += beam_search(OnnxSteps(self), torch.from_numpy(images[i:i + rows]),
+                               torch.from_numpy(mask[i:i + rows]), beam, max_len)
+        return out
+
     def chunk_rows(self, shape: tuple[int, ...]) -> int:
         """How many rows of a (B, 1, H, W) batch to encode at once (ATTENTION_BYTES)."""
         down = getattr(self.cfg.model, "downsample", 8)
         cells = max(1, shape[-2] // down) * max(1, shape[-1] // down)
         return max(1, ATTENTION_BYTES // (self.heads * cells * cells * 4))
+
+
+@dataclass
+class _Cache:
+    """Beam search's rows on onnxruntime: the encoder's outputs stay one row per image
+    (``base``) and each row points at its image (``rows``); the self-attention cache is
+    one row per hypothesis. Copying the cross keys and values for every row at every step
+    moved megabytes a step for a wide formula, so they are gathered again only when the
+    rows' images change (an image leaves the search)."""
+
+    base: list[np.ndarray]  # mask bias and cross keys/values, one row per image
+    rows: np.ndarray  # the image of each row
+    past: list[np.ndarray]  # self-attention keys/values, (N, heads, t, dk)
+    t: int = 0  # tokens fed so far (the next one's position)
+    gathered: tuple[np.ndarray, list[np.ndarray]] | None = None  # base at ``rows``, cached
+
+
+class OnnxSteps(Stepper):
+    """:class:`texlens.decoding.Stepper` over an :class:`OnnxModel`'s encoder and
+    log-probability step graph, so beam search on onnxruntime is the PyTorch one."""
+
+    def __init__(self, model: OnnxModel):
+        self.model = model
+        self.max_len = model.max_len - 1
+
+    def start(self, images: torch.Tensor, mask: torch.Tensor | None) -> _Cache:
+        m, b = self.model, images.shape[0]
+        mask_np = np.ones((b, *images.shape[2:]), bool) if mask is None else mask.numpy()
+        base = m.encode(images.numpy(), mask_np)
+        empty = np.zeros((b, m.heads, 0, m.dk), np.float32)
+        return _Cache(base, np.arange(b), [empty] * (2 * m.layers))
+
+    def select(self, caches: _Cache, index: torch.Tensor) -> _Cache:
+        idx = index.numpy()
+        rows = caches.rows[idx]
+        gathered = caches.gathered
+        if gathered is not None and not np.array_equal(gathered[0], rows):
+            gathered = None
+        return _Cache(caches.base, rows, [p[idx] for p in caches.past], caches.t, gathered)
+
+    def step(self, tokens: torch.Tensor, caches: _Cache) -> torch.Tensor:
+        m = self.model
+        if caches.gathered is None:
+            same = np.array_equal(caches.rows, np.arange(len(caches.base[0])))
+            caches.gathered = (caches.rows, caches.base if same else
+                               [a[caches.rows] for a in caches.base])
+        mem_bias, *cross = caches.gathered[1]
+        feed = {"token": tokens.numpy().astype(np.int64),
+                "position": np.array([caches.t], np.int64), "mem_bias": mem_bias,
+                **dict(zip(m.cross_names, cross, strict=True)),
+                **dict(zip(m.past_names, caches.past, strict=True))}
+        logp, *caches.past = m._logprobs.run(None, feed)
+        caches.t += 1
+        return torch.from_numpy(logp)

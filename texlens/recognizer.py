@@ -170,8 +170,9 @@ if TYPE_CHECKING:
 class Recognizer:
     """One model, or an ensemble of several that share a vocabulary and input size.
 
-    ``onnx``, when given, runs greedy decoding on onnxruntime (texlens/onnx_backend.py);
-    beam search and ensembles stay on the PyTorch ``models``. ``orienter``, when given,
+    ``onnx``, when given, runs greedy decoding and beam search on onnxruntime
+    (texlens/onnx_backend.py); ensembles, rescoring and test-time views stay on the
+    PyTorch ``models``. ``orienter``, when given,
     turns every image upright before preprocessing (an :class:`Orienter`).
     """
 
@@ -193,7 +194,7 @@ class Recognizer:
 
     @property
     def backend(self) -> str:
-        """Where greedy decoding runs: torch, onnx or onnx-int8."""
+        """Where decoding runs: torch, onnx or onnx-int8."""
         if self.onnx is None:
             return "torch"
         return "onnx-int8" if self.onnx.int8 else "onnx"
@@ -220,9 +221,9 @@ class Recognizer:
         onnx or onnx-int8 (:data:`AUTO`: onnx for one model, else torch; ``$TEXLENS_BACKEND``
         replaces auto). For ONNX, a
         checkpoint is exported once into the cache (``$TEXLENS_CACHE``, default
-        ~/.cache/texlens); its PyTorch weights stay loaded for beam search and test-time
+        ~/.cache/texlens); its PyTorch weights stay loaded for rescoring and test-time
         views. A directory written by ``texlens export --onnx`` loads on its own (greedy
-        decoding only).
+        decoding and beam search).
         ``auto_rotate``: True (the shipped ``orientation-small``) or an orientation model's
         name or path turns every image upright first. ``tta``: True (``TTA_SCALES``) or
         size factors reads each image at several sizes (:meth:`set_tta`)."""
@@ -341,9 +342,9 @@ class Recognizer:
                        rescore: str | None = None) -> list[Prediction]:
         """Preprocessed inputs -> predictions, batched by width to limit padding.
 
-        beam=1 with one model is greedy decoding (key/value cache; on onnxruntime when
-        loaded so); otherwise batched beam search on PyTorch, averaging the models'
-        log-probabilities for an ensemble. An input without ink (its values span less
+        beam=1 with one model is greedy decoding (key/value cache); otherwise batched beam
+        search, averaging the models' log-probabilities for an ensemble. Both run on
+        onnxruntime when loaded so. An input without ink (its values span less
         than ``INK_RANGE``: a blank page) is not decoded: it reads as an empty formula
         with confidence 0. One that is not ink on paper (more than ``MIDTONE_MAX`` of
         mid-tones: noise, a gradient, a photograph) is decoded, but its confidence is 0.
@@ -365,9 +366,9 @@ class Recognizer:
         order = sorted(inked, key=lambda i: arrays[i].shape[-1])
         max_len = max_len or self.cfg.data.max_tokens
         greedy = beam == 1 and (len(self.models) == 1 or self.onnx is not None)
-        if not greedy and not self.models:
-            raise ValueError(f"{self.name}: beam search needs the PyTorch weights; load the "
-                             "checkpoint (with backend='onnx', greedy decoding uses ONNX)")
+        if rescore is not None and not self.models:
+            raise ValueError(f"{self.name}: rescoring runs on PyTorch; load the checkpoint "
+                             "with backend='torch'")
         for start in range(0, len(order), batch_size):
             idx = order[start:start + batch_size]
             batch = collate([{"image": arrays[i], "ids": [0], "index": i} for i in idx])
@@ -382,8 +383,12 @@ class Recognizer:
                 for row, i in enumerate(idx):
                     out[i] = self._prediction(ids[row].tolist(), probs[row].tolist())
                 continue
-            hyps = beam_search(self.models, batch["images"], batch["mask"], beam, max_len,
-                               rescore=rescore)
+            if self.onnx is not None and rescore is None:
+                hyps = self.onnx.beam(batch["images"].numpy(), batch["mask"].numpy(), beam,
+                                      max_len)
+            else:
+                hyps = beam_search(self.models, batch["images"], batch["mask"], beam, max_len,
+                                   rescore=rescore)
             for row, i in enumerate(idx):
                 best = hyps[row][0]
                 out[i] = self._prediction([*best.ids, Vocab.eos_id], best.probs)

@@ -298,8 +298,7 @@ def create_app(models: Sequence[str] = DEFAULT_MODELS, max_batch: int = 16,
                batch_wait_ms: float = 10.0, limits: Limits | None = None,
                backend: str = AUTO) -> FastAPI:
     """The FastAPI app; the models load now, the batcher starts with the app. ``backend``
-    (auto, torch, onnx or onnx-int8, as in ``Recognizer.load``) runs greedy decoding; beam
-    search stays on PyTorch."""
+    (auto, torch, onnx or onnx-int8, as in ``Recognizer.load``) runs decoding."""
     limits = limits or Limits()
     srv = Server(models, max_batch, batch_wait_ms, limits, backend)
 
