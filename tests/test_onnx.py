@@ -145,6 +145,10 @@ def test_cli_predict_with_onnx_backend(exported):
     rows = lambda out: [json.loads(line) for line in out.stdout.splitlines()]  # noqa: E731
     assert [r["tokens"] for r in rows(onnx_out)] == [r["tokens"] for r in rows(torch_out)]
     assert all(len(r["token_probs"]) == len(r["tokens"]) for r in rows(onnx_out))
+    beam = CliRunner().invoke(app, ["predict", images, "--json", "--backend", "onnx", "--beam",
+                                    "2", "--model", str(exported["printed-small"])])
+    assert beam.exit_code == 0, beam.output
+    assert all(r["nbest"] for r in rows(beam))
     bad = CliRunner().invoke(app, ["predict", images, "--backend", "tensorrt"])
     assert bad.exit_code == 2 and "backend must be one of" in bad.output
 
