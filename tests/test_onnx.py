@@ -124,9 +124,13 @@ def _batch(arrays: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
 
 def test_checkpoint_on_onnx_exports_once_into_the_cache(tmp_path, monkeypatch):
     monkeypatch.setenv("TEXLENS_CACHE", str(tmp_path))
-    rec = Recognizer.load("printed-small", backend="onnx")
     d = cache_dir(resolve_model("printed-small"))
+    older = d.with_name(d.name.rsplit("-v", 1)[0] + "-v1")  # an earlier texlens's export
+    (older / "encoder.onnx").parent.mkdir(parents=True)
+    (older / "encoder.onnx").write_bytes(b"old")
+    rec = Recognizer.load("printed-small", backend="onnx")
     assert d.parent.parent == tmp_path and (d / ENCODER).is_file()
+    assert not older.exists()  # replaced, not left to pile up
     stamp = (d / ENCODER).stat().st_mtime_ns
     again = Recognizer.load("printed-small", backend="onnx")
     assert (d / ENCODER).stat().st_mtime_ns == stamp

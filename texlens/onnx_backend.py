@@ -1,4 +1,4 @@
-"""ONNX export and an onnxruntime backend for greedy decoding.
+"""ONNX export and an onnxruntime backend for greedy decoding and beam search.
 
 Five graphs, written by :func:`export`:
 
@@ -29,9 +29,8 @@ height, width, memory length and cache length are dynamic axes. Only the SATRN
 architecture with the transformer decoder is exported (the shipped recognisers);
 ensembles, right-to-left rescoring and test-time views stay on PyTorch. A bidirectional
 model exports its left-to-right direction: its direction vector is folded into the step
-graph as a constant. ``int8=True`` adds
-``*.int8.onnx`` files made by onnxruntime's dynamic quantisation (weights int8,
-activations quantised per call).
+graph as a constant. ``int8=True`` adds ``*.int8.onnx`` files made by onnxruntime's
+dynamic quantisation (weights int8, activations quantised per call).
 """
 
 from __future__ import annotations
@@ -506,6 +505,10 @@ def export_cached(checkpoint: Path, loaded: tuple | None = None, int8: bool = Fa
         if d.exists():
             shutil.rmtree(d)
         tmp.rename(d)
+        # The same file's exports in older formats are never read again.
+        for old in d.parent.glob(f"{d.name.rsplit('-v', 1)[0]}-v*"):
+            if old != d and old.is_dir() and not old.name.partition(".tmp")[1]:
+                shutil.rmtree(old, ignore_errors=True)
     return d
 
 
