@@ -578,8 +578,8 @@ def serve(
     batch_wait_ms: Annotated[float, typer.Option(
         min=0, help="How long a batch waits for more images.")] = 10.0,
     backend: Annotated[str, typer.Option(
-        help="auto | torch | onnx | onnx-int8 (greedy on onnxruntime, 3-6x faster at batch "
-             "1; auto: onnx for one model).")] = "auto",
+        help="auto | torch | onnx | onnx-int8 (decoding on onnxruntime, 3-6x faster at "
+             "batch 1; auto: onnx for one model).")] = "auto",
 ) -> None:
     """HTTP API (/v1/predict, /v1/predict/ink, /docs) and the web page at /."""
     import torch

@@ -661,8 +661,9 @@ class _Cache:
 
 class OnnxSteps(Stepper):
     """:class:`texlens.decoding.Stepper` over an :class:`OnnxModel`'s encoder and
-    log-probability step graph, so beam search on onnxruntime is the PyTorch one. Rows
-    must come image by image, the same number for each (as beam search keeps them)."""
+    log-probability step graph: beam search on onnxruntime is the same search as on
+    PyTorch. Rows must come image by image, the same number for each (as beam search
+    keeps them)."""
 
     def __init__(self, model: OnnxModel):
         self.model = model

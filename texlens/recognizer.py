@@ -172,8 +172,8 @@ class Recognizer:
 
     ``onnx``, when given, runs greedy decoding and beam search on onnxruntime
     (texlens/onnx_backend.py); ensembles, rescoring and test-time views stay on the
-    PyTorch ``models``. ``orienter``, when given,
-    turns every image upright before preprocessing (an :class:`Orienter`).
+    PyTorch ``models``. ``orienter``, when given, turns every image upright before
+    preprocessing (an :class:`Orienter`).
     """
 
     def __init__(self, models: torch.nn.Module | Sequence[torch.nn.Module], cfg, vocab,
@@ -344,8 +344,8 @@ class Recognizer:
 
         beam=1 with one model is greedy decoding (key/value cache); otherwise batched beam
         search, averaging the models' log-probabilities for an ensemble. Both run on
-        onnxruntime when loaded so. An input without ink (its values span less
-        than ``INK_RANGE``: a blank page) is not decoded: it reads as an empty formula
+        onnxruntime when loaded so. An input without ink (its values span less than
+        ``INK_RANGE``: a blank page) is not decoded: it reads as an empty formula
         with confidence 0. One that is not ink on paper (more than ``MIDTONE_MAX`` of
         mid-tones: noise, a gradient, a photograph) is decoded, but its confidence is 0.
         ``rescore="r2l"`` (beam > 1, bidirectional models) reranks the beam's n-best by
