@@ -105,6 +105,19 @@ def test_beam_search_on_onnx_finds_pytorch_s_hypotheses(exported, name, folder):
         onnx_rec.predict_arrays(arrays[:1], beam=3, rescore="r2l")
 
 
+@pytest.mark.parametrize("backend", ["torch", "onnx"])
+def test_beam_alpha_sets_the_length_normalisation(exported, backend):
+    # Finished readings are ranked by log P / (tokens + 1)**alpha (the +1: <eos>).
+    rec = Recognizer.load("printed-small" if backend == "torch" else exported["printed-small"],
+                          backend=backend)
+    image = rec.prepare(sorted((EXAMPLES / "printed" / "images").glob("*.png"))[0])
+    for alpha in (0.0, 1.0, 2.0):
+        rec.beam_alpha = alpha
+        p = rec.predict_arrays([image], beam=2)[0]
+        logp = float(np.log(p.token_probs).sum())  # <eos> is near-certain here
+        assert p.nbest[0][1] == pytest.approx(logp / (len(p.tokens) + 1) ** alpha, abs=1e-3)
+
+
 def test_onnx_beam_of_width_one_is_onnx_greedy(exported):
     rec = Recognizer.load(exported["handwritten-small"], backend="onnx")
     arrays = [rec.prepare(p)

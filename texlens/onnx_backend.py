@@ -624,8 +624,8 @@ class OnnxModel:
                                        constant_values=Vocab.pad_id) for ids, _ in parts]),
                 np.concatenate([np.pad(p, ((0, 0), (0, width - p.shape[1]))) for _, p in parts]))
 
-    def beam(self, images: np.ndarray, mask: np.ndarray, beam: int, max_len: int
-             ) -> list[list[Hypothesis]]:
+    def beam(self, images: np.ndarray, mask: np.ndarray, beam: int, max_len: int,
+             alpha: float = 1.0) -> list[list[Hypothesis]]:
         """texlens.decoding.beam_search on these graphs: each image's hypotheses, best
         first (encoded in row chunks, as :meth:`greedy`)."""
         if self._logprobs is None:
@@ -634,7 +634,7 @@ class OnnxModel:
         out: list[list[Hypothesis]] = []
         for i in range(0, len(images), rows):
             out += beam_search(OnnxSteps(self), torch.from_numpy(images[i:i + rows]),
-                               torch.from_numpy(mask[i:i + rows]), beam, max_len)
+                               torch.from_numpy(mask[i:i + rows]), beam, max_len, alpha)
         return out
 
     def chunk_rows(self, shape: tuple[int, ...]) -> int:

@@ -187,6 +187,9 @@ class Recognizer:
         self.orienter = orienter
         self._shipped_orienter: Orienter | None = None  # loaded by auto_rotate=True
         self.tta: tuple[float, ...] | None = None
+        # Beam search ranks finished readings by log-probability / length**alpha; 1.0 was
+        # best on printed-base's validation among 0.6, 1.0 and 1.4 (benchmarks/beam_alpha.py).
+        self.beam_alpha = 1.0
         self.set_tta(tta)
         # Packed digests of the formulas the model(s) trained on (texlens.data.splits);
         # None when a checkpoint did not record them.
@@ -385,10 +388,10 @@ class Recognizer:
                 continue
             if self.onnx is not None and rescore is None:
                 hyps = self.onnx.beam(batch["images"].numpy(), batch["mask"].numpy(), beam,
-                                      max_len)
+                                      max_len, self.beam_alpha)
             else:
                 hyps = beam_search(self.models, batch["images"], batch["mask"], beam, max_len,
-                                   rescore=rescore)
+                                   self.beam_alpha, rescore=rescore)
             for row, i in enumerate(idx):
                 best = hyps[row][0]
                 out[i] = self._prediction([*best.ids, Vocab.eos_id], best.probs)
