@@ -628,14 +628,19 @@ class OnnxModel:
              alpha: float = 1.0) -> list[list[Hypothesis]]:
         """texlens.decoding.beam_search on these graphs: each image's hypotheses, best
         first (encoded in row chunks, as :meth:`greedy`)."""
-        if self._logprobs is None:
-            self._logprobs = self._session(self._logprobs_file, 1)
         rows = self.chunk_rows(images.shape)
         out: list[list[Hypothesis]] = []
         for i in range(0, len(images), rows):
             out += beam_search(OnnxSteps(self), torch.from_numpy(images[i:i + rows]),
                                torch.from_numpy(mask[i:i + rows]), beam, max_len, alpha)
         return out
+
+    @property
+    def logprobs_session(self):
+        """The log-probability step graph's session, opened on first use."""
+        if self._logprobs is None:
+            self._logprobs = self._session(self._logprobs_file, 1)
+        return self._logprobs
 
     def chunk_rows(self, shape: tuple[int, ...]) -> int:
         """How many rows of a (B, 1, H, W) batch to encode at once (ATTENTION_BYTES)."""
@@ -695,6 +700,6 @@ class OnnxSteps(Stepper):
                 "position": np.array([caches.t], np.int64), "mem_bias": mem_bias,
                 **dict(zip(m.cross_names, cross, strict=True)),
                 **dict(zip(m.past_names, caches.past, strict=True))}
-        logp, *caches.past = m._logprobs.run(None, feed)
+        logp, *caches.past = m.logprobs_session.run(None, feed)
         caches.t += 1
         return torch.from_numpy(logp)
