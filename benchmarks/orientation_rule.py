@@ -89,6 +89,9 @@ def main() -> None:
     ap.add_argument("--limit", type=int, default=0, help="first N images only (0: all)")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--write", type=Path, help="store the chosen rule in this orienter file")
+    ap.add_argument("--readings", type=Path,
+                    help="cache of the recogniser's readings (.npz): written on the first "
+                         "run, read on the next, so that orienters compare on one decode")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     orienter = Orienter.load(args.orienter)
@@ -104,7 +107,18 @@ def main() -> None:
     for name, prior in (("on", orienter.prior), ("off", None)):
         o = Orienter(orienter.model, orienter.cfg, prior, orienter.tta)
         probs[name] = o.decide(evidence).reshape(len(grays), len(ANGLES), len(ANGLES))
-    score, right = readings(rec, grays, [list(s.tokens) for s in samples])
+    keys = np.array([str(s.image) for s in samples])
+    if args.readings and args.readings.exists():
+        cached = np.load(args.readings)
+        if str(cached["model"]) != args.model or not np.array_equal(cached["keys"], keys):
+            raise SystemExit(f"{args.readings}: readings of another model or data set; "
+                             "delete it or name another file")
+        score, right = cached["score"], cached["right"]
+    else:
+        score, right = readings(rec, grays, [list(s.tokens) for s in samples])
+        if args.readings:
+            with open(args.readings, "wb") as f:  # the name as given: savez adds no suffix
+                np.savez(f, model=args.model, keys=keys, score=score, right=right)
     rows = grid(probs, score, right)
     alone = {r["prior"]: r for r in rows if r["weight"] == 0}
     floor = alone["on" if orienter.prior is not None else "off"]["upright_kept"]

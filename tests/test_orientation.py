@@ -297,9 +297,9 @@ def test_recogniser_rereads_an_unsure_half_turn(tmp_path, reread, below, want):
     assert (back.reread, back.reread_below) == (reread, below)
 
 
-def test_shipped_config_loads():
-    cfg = load_orientation_config(Path(__file__).parents[1] / "configs" /
-                                  "orientation-small.yaml")
+@pytest.mark.parametrize("name", ["orientation-small", "orientation-small-stage2"])
+def test_shipped_config_loads(name):
+    cfg = load_orientation_config(Path(__file__).parents[1] / "configs" / f"{name}.yaml")
     assert cfg.name == "orientation-small" and cfg.model.arch == "resnet"
     # The test set it is measured on, and the validation set its decision rule is tuned on.
     assert cfg.data.exclude == ["data/crohme/test2014/caption.txt",
