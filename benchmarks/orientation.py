@@ -35,7 +35,7 @@ import torch
 
 from texlens.data.datasets import read_layout
 from texlens.data.image import load_image
-from texlens.data.orientation import ANGLES, canvas, draw_labels, rotate
+from texlens.data.orientation import ANGLES, draw_labels, rotate
 from texlens.evaluate import evaluate
 from texlens.orientation import Orienter, aspect_heuristic
 from texlens.recognizer import Recognizer
@@ -75,7 +75,7 @@ def classifier_rows(orienter: Orienter, data: Path, seed: int,
     n = len(ANGLES)
     # Balanced copy: image i at angle j is row i * 4 + j.
     turned = [rotate(g, a) for g in grays for a in ANGLES]
-    canv = np.stack([canvas(t, orienter.cfg.canvas) for t in turned])
+    canv = orienter.looks(turned)
     truth = np.tile(np.arange(n), len(grays))
     heur = np.array([ANGLES.index(aspect_heuristic(rotate(g, a))) for g in grays for a in ANGLES])
     prior = orienter.prior if orienter.prior is not None else np.full(n, 1 / n)
@@ -93,7 +93,7 @@ def classifier_rows(orienter: Orienter, data: Path, seed: int,
     scorer_ms = 1000 * (time.perf_counter() - t0) / len(turned)
     rows, confusion, lengths_rows = [], {}, {}
     for rule, (tta, pr, with_scorer) in rules.items():
-        o = Orienter(orienter.model, orienter.cfg, pr, tta)
+        o = Orienter(orienter.model, orienter.cfg, pr, tta, view=orienter.view)
         t0 = time.perf_counter()
         evidence = o.evidence(canv) + (scored if with_scorer else 0.0)
         pred = o.decide(evidence).argmax(-1)

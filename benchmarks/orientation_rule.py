@@ -2,7 +2,8 @@
 recogniser's re-reading of an unsure half turn (texlens/orientation.py, ``reread``).
 
     python benchmarks/orientation_rule.py --data data/crohme/val --model handwritten-small \
-        [--orienter orientation-small] [--write texlens/weights/orientation-small.pt]
+        [--orienter orientation-small] [--views 0 256 384] \
+        [--write texlens/weights/orientation-small.pt]
 
 Every image of --data (a validation set: neither the orienter nor the recogniser trained
 on its expressions) is turned to all four angles. The classifier's probabilities come
@@ -10,10 +11,12 @@ once per angle; the recogniser reads each image once per net rotation (a reading
 only on how far the image ends up from upright), so every rule of the grid is scored
 without decoding again. For each rule: accuracy and macro F1 over the four angles, the
 share of upright images kept upright, ExpRate when the recognition follows the decision,
-and how many images the recogniser re-reads. Among the rules that keep at least as many
-upright images upright as the classifier alone, the chosen one re-reads the fewest
-images within half a point of the best macro F1;
---write stores it (and the prior choice) in the orienter file.
+and how many images the recogniser re-reads. --views also tries how much of the image the
+classifier sees (``Orienter.view``: 0 is its square training canvas, L the whole formula
+up to L px). Among the rules that keep at least as many upright images upright as the
+classifier alone at the first view, the chosen one re-reads the fewest images within half
+a point of the best macro F1; --write stores it (view, prior and re-reading) in the
+orienter file.
 """
 
 from __future__ import annotations
@@ -27,7 +30,7 @@ import torch
 
 from texlens.data.datasets import read_layout
 from texlens.data.image import load_image
-from texlens.data.orientation import ANGLES, canvas, rotate
+from texlens.data.orientation import ANGLES, rotate
 from texlens.data.transforms import preprocess, to_tensor_array
 from texlens.orientation import Orienter
 from texlens.recognizer import Recognizer, mean_log_prob
@@ -52,7 +55,8 @@ def readings(rec: Recognizer, grays: list[np.ndarray], truths: list[list[str]]
     return score, right
 
 
-def grid(probs: dict[str, np.ndarray], score: np.ndarray, right: np.ndarray) -> list[dict]:
+def grid(probs: dict[str, np.ndarray], score: np.ndarray, right: np.ndarray,
+         view: int = 0) -> list[dict]:
     """Every rule scored. probs[prior]: (N, 4 true angles, 4 candidates)."""
     n, k = score.shape
     truth = np.broadcast_to(np.arange(k), (n, k))
@@ -72,7 +76,7 @@ def grid(probs: dict[str, np.ndarray], score: np.ndarray, right: np.ndarray) -> 
             weight * reading[idx[0], idx[1], flip]
         pred = np.where(unsure & (s_flip > s_best), flip, best)
         c = classification(truth.ravel(), pred.ravel())
-        rows.append({"prior": prior, "weight": weight, "below": below,
+        rows.append({"view": view, "prior": prior, "weight": weight, "below": below,
                      "accuracy": c["accuracy"], "macro_f1": c["macro_f1"],
                      "upright_kept": float((pred[:, 0] == 0).mean()),
                      "exprate": float(correct[idx[0], idx[1], pred].mean()),
@@ -86,6 +90,8 @@ def main() -> None:
     ap.add_argument("--data", type=Path, default=Path("data/crohme/val"))
     ap.add_argument("--model", default="handwritten-small")
     ap.add_argument("--orienter", default="orientation-small")
+    ap.add_argument("--views", type=int, nargs="+",
+                    help="views to try (0: the training canvas); default: the file's")
     ap.add_argument("--limit", type=int, default=0, help="first N images only (0: all)")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--write", type=Path, help="store the chosen rule in this orienter file")
@@ -100,13 +106,16 @@ def main() -> None:
     samples = samples[:args.limit or None]
     grays = [load_image(s.image) for s in samples]
     turned = [rotate(g, a) for g in grays for a in ANGLES]
-    # The classifier's evidence, plus the encoder scorer's when the file has one.
-    evidence = (orienter.evidence(np.stack([canvas(t, orienter.cfg.canvas) for t in turned]))
-                + orienter.scorer_evidence(turned))
-    probs = {}
-    for name, prior in (("on", orienter.prior), ("off", None)):
-        o = Orienter(orienter.model, orienter.cfg, prior, orienter.tta)
-        probs[name] = o.decide(evidence).reshape(len(grays), len(ANGLES), len(ANGLES))
+    views = args.views or [orienter.view]
+    scored = orienter.scorer_evidence(turned)  # the encoder scorer's, when the file has one
+    probs = {}  # [view][prior]
+    for v in views:
+        looker = Orienter(orienter.model, orienter.cfg, tta=orienter.tta, view=v)
+        evidence = looker.evidence(looker.looks(turned)) + scored
+        probs[v] = {}
+        for name, prior in (("on", orienter.prior), ("off", None)):
+            o = Orienter(orienter.model, orienter.cfg, prior, orienter.tta)
+            probs[v][name] = o.decide(evidence).reshape(len(grays), len(ANGLES), len(ANGLES))
     keys = np.array([str(s.image) for s in samples])
     if args.readings and args.readings.exists():
         cached = np.load(args.readings)
@@ -119,9 +128,9 @@ def main() -> None:
         if args.readings:
             with open(args.readings, "wb") as f:  # the name as given: savez adds no suffix
                 np.savez(f, model=args.model, keys=keys, score=score, right=right)
-    rows = grid(probs, score, right)
-    alone = {r["prior"]: r for r in rows if r["weight"] == 0}
-    floor = alone["on" if orienter.prior is not None else "off"]["upright_kept"]
+    rows = [r for v in views for r in grid(probs[v], score, right, v)]
+    alone = {(r["view"], r["prior"]): r for r in rows if r["weight"] == 0}
+    floor = alone[views[0], "on" if orienter.prior is not None else "off"]["upright_kept"]
     fit = [r for r in rows if r["upright_kept"] >= floor]
     # Re-reading costs a second decode: the cheapest rule within half a point of the best.
     top = max(r["macro_f1"] for r in fit)
@@ -129,16 +138,16 @@ def main() -> None:
                  key=lambda r: (r["reread_share"], -r["macro_f1"]))
     print(f"{args.data}: {len(grays)} images x 4 angles; upright ExpRate of {args.model}: "
           f"{100 * right[:, 0].mean():.2f}%\n")
-    print("| prior | re-read weight | below | accuracy % | macro F1 % | upright kept % | "
-          "ExpRate % | ExpRate upright % | re-read share |")
-    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+    print("| view | prior | re-read weight | below | accuracy % | macro F1 % | upright kept % "
+          "| ExpRate % | ExpRate upright % | re-read share |")
+    print("|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|")
     shown = sorted(rows, key=lambda r: -r["macro_f1"])[:12]
     for r in [chosen, *alone.values()]:  # the chosen rule is shown even outside the top 12
         if not any(r is s for s in shown):
             shown.append(r)
     for r in shown:
         mark = " **(chosen)**" if r is chosen else ""
-        print(f"| {r['prior']}{mark} | {r['weight']:g} | {r['below']:g} | "
+        print(f"| {r['view']} | {r['prior']}{mark} | {r['weight']:g} | {r['below']:g} | "
               f"{100 * r['accuracy']:.2f} | {100 * r['macro_f1']:.2f} | "
               f"{100 * r['upright_kept']:.2f} | {100 * r['exprate']:.2f} | "
               f"{100 * r['exprate_upright']:.2f} | {r['reread_share']:.3f} |")
@@ -146,7 +155,7 @@ def main() -> None:
         o = Orienter(orienter.model, orienter.cfg,
                      orienter.prior if chosen["prior"] == "on" else None, orienter.tta,
                      info=orienter.info, reread=chosen["weight"], reread_below=chosen["below"],
-                     scorer=orienter.scorer)
+                     scorer=orienter.scorer, view=chosen["view"])
         o.save(args.write, extra={"rule_chosen_on": str(args.data), "rule_model": args.model})
         print(f"\nwrote the rule to {args.write}")
 

@@ -38,7 +38,8 @@ def n(latex: str) -> str:
     ("f'^2", "f ^ { \\prime 2 }"),
     ("f''", "f ^ { \\prime \\prime }"),
     ("f'_i", "f _ { i } ^ { \\prime }"),
-    ("f'^{ab}", "f ^ { \\prime { a b } }"),
+    ("f'^{ab}", "f ^ { \\prime a b }"),
+    ("f'^{a+}", "f ^ { \\prime { a + } }"),
     ("x^{\\prime}", "x ^ { \\prime }"),
     ("\\sum\\limits_{i=1}^n", "\\sum \\limits _ { i = 1 } ^ { n }"),
     ("x \\sp 2 \\sb 3", "x _ { 3 } ^ { 2 }"),
@@ -114,7 +115,15 @@ def n(latex: str) -> str:
     ("{x}", "x"),
     ("{\\alpha} + {2}", "\\alpha + 2"),
     ("{{a+b}}", "a + b"),
-    ("c{{a+b}}", "c { a + b }"),
+    ("c{{a+b}}", "c a + b"),  # Ords at both ends: spaced the same without the braces
+    ("x = {\\vec L_S} + 1", "x = \\vec { L } _ { S } + 1"),
+    ("a {b \\, c^2} d", "a b \\, c ^ { 2 } d"),
+    ("x {a+} y", "x { a + } y"),  # a Bin at the end: the group changes the spacing
+    ("x {\\sum_i y} z", "x { \\sum _ { i } y } z"),  # an Op at the start
+    ("x {\\left( y \\right)} z", "x { \\left ( y \\right ) } z"),  # an Inner atom
+    ("x {\\scriptstyle a b} z", "x { \\scriptstyle a b } z"),  # a switch up to the brace
+    ("x {a b}' z", "x { a b } ^ { \\prime } z"),  # the prime is the group's
+    ("x^{a b}", "x ^ { a b }"),  # an argument keeps its braces
     ("\\frac{{a+b}}{c}", "\\frac { a + b } { c }"),
     ("{\\mathbf{x}}_i", "\\mathbf { x } _ { i }"),
     ("1{,}5 + {+}", "1 { , } 5 + { + }"),

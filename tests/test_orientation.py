@@ -36,6 +36,7 @@ from texlens.data.orientation import (
     load_orientation_set,
     rotate,
     symbol_size,
+    view,
 )
 from texlens.data.splits import expression, expression_split
 from texlens.models.orientation import OrientationNet, StemOrientationNet, ink_mean_pool
@@ -111,6 +112,46 @@ def test_canvas_brings_symbols_to_one_size():
     for img in (small, big):
         c = canvas(img, 64)
         assert symbol_size(c) == pytest.approx(SYMBOL, abs=1)
+
+
+def long_line(width: int = 600) -> np.ndarray:
+    """Dark 12 px symbols along a line, on white."""
+    img = np.full((40, width), 255, np.uint8)
+    for x in range(10, width - 10, 20):
+        img[14:26, x:x + 8] = 0
+    img[10:14, 10:14] = 0  # a mark at one end: not symmetric under a half turn
+    return img
+
+
+def test_view_holds_the_whole_formula_up_to_its_length():
+    img = long_line()
+    v = view(img, 2048)
+    assert v.dtype == np.uint8 and v.shape[0] % 16 == 0 and v.shape[1] % 16 == 0
+    assert symbol_size(v) == pytest.approx(SYMBOL, abs=1)
+    assert v.shape[1] > 2 * v.shape[0] > 0  # tight on the ink: wide, not square
+    cols = np.flatnonzero((v > 64).any(0))  # every symbol, not the middle part: ink from a
+    assert cols.min() <= 2 * SYMBOL and cols.max() >= v.shape[1] - 2 * SYMBOL  # margin to margin
+    cut = view(img, 256)
+    assert cut.shape[1] == 256 and cut.shape[0] == v.shape[0]
+    assert view(rotate(img, 90), 2048).shape == v.shape[::-1]  # turns with the image
+    assert view(np.full((30, 30), 255, np.uint8), 256).max() == 0  # no ink: a blank square
+
+
+def test_evidence_batches_looks_of_any_shape():
+    torch.manual_seed(0)
+    cfg = OrientationModelConfig(canvas=32, widths=[8, 16])
+    o = Orienter(OrientationNet(cfg.widths), cfg, view=512)
+    g = long_line(300)
+    grays = [g, rotate(g, 90), long_line(200)]
+    looks = o.looks(grays)
+    assert len({x.shape for x in looks}) == 3
+    together = o.evidence(looks, batch_size=2)
+    alone = np.concatenate([o.evidence([x]) for x in looks])
+    assert np.allclose(together, alone, atol=1e-5)
+    # One quarter turn more moves the summed evidence by one angle (test-time rotations).
+    assert np.allclose(together[1], np.roll(together[0], 1), atol=1e-4)
+    with pytest.raises(ValueError, match="view"):
+        Orienter(OrientationNet(cfg.widths), cfg, view=100)
 
 
 def test_combine_rotations_reads_each_look_at_its_own_angle():
@@ -243,11 +284,12 @@ def test_a_resnet_starts_from_an_orientation_file_of_the_same_shape(tmp_path):
 def test_orienter_round_trip(tmp_path):
     torch.manual_seed(0)
     cfg = OrientationModelConfig(canvas=32, widths=[8, 16])
-    orienter = Orienter(OrientationNet(cfg.widths), cfg, prior=[0.7, 0.1, 0.1, 0.1])
+    orienter = Orienter(OrientationNet(cfg.widths), cfg, prior=[0.7, 0.1, 0.1, 0.1], view=64)
     path = tmp_path / "o.pt"
     orienter.save(path)
     back = Orienter.load(path)
     assert back.cfg == cfg and back.prior.tolist() == pytest.approx([0.7, 0.1, 0.1, 0.1])
+    assert back.view == 64
     grays = [np.eye(20, 40, dtype=np.uint8) * 255] * 2
     p = orienter.angle_probs(grays)
     assert p.shape == (2, 4) and np.allclose(p.sum(-1), 1)

@@ -22,10 +22,15 @@ so a model that learns them can be checked by rendering. The choices:
 - Spacing commands (``\\,`` ``\\quad`` ``~`` ``\\hspace``) are kept: they move the
   symbols on the page, and a recogniser that reads the page must see them. ``\\label``,
   ``\\nonumber`` and ``\\notag`` print nothing and are dropped.
-- Braces that TeX itself discards go: a group holding one ordinary atom (``{x}``,
-  ``{\\alpha}``, ``{\\mathbf{x}}``, ``{{a+b}}``) is the same atom to TeX (TeXbook ch. 26:
-  a group of one unscripted Ord atom is replaced by it). Others stay: ``{+}`` and
-  ``{a+b}`` change spacing, ``{}^{14}C`` needs its empty group.
+- Braces that change nothing on the page go. A group holding one ordinary atom (``{x}``,
+  ``{\\alpha}``, ``{\\mathbf{x}}``) is that atom to TeX (TeXbook ch. 26: a group of one
+  unscripted Ord atom is replaced by it). A longer group whose first and last atoms are
+  Ords (``{a+b}``, ``{\\vec L_S}``) is set as one Ord atom, so its neighbours are spaced
+  as they are from its first and last atoms: its braces go too, unless something binds
+  to the group as a whole (a script after it, or it is a script's argument) or acts up
+  to its closing brace (``\\scriptstyle``, ``\\color``). A recogniser cannot see such
+  braces (printed-base left out many of them, counted as errors). Others stay:
+  ``{+}`` and ``{a+}`` change spacing, ``{}^{14}C`` needs its empty group.
 - Text arguments (``\\text{if }``) are one token per character, spaces as ``~``. In
   text mode the spaces between tokens would print, so :func:`to_latex` joins text
   arguments without them; ``" ".join`` of the tokens is read back to the same tokens
@@ -121,6 +126,16 @@ MATH_ALPHABETS = {"\\mathrm", "\\mathbf", "\\mathit", "\\mathsf", "\\mathtt", "\
 # Commands whose result is a braced group (an Ord atom) in LaTeX: braces around them are moot.
 _ORD_COMMANDS = MATH_ALPHABETS | {"\\mathord", "\\frac", "\\dfrac", "\\tfrac", "\\binom",
                                   "\\dbinom", "\\tbinom", "\\genfrac"}
+# Commands whose atom TeX spaces as an Ord whatever their argument: accents (Acc), roots
+# (Rad), over- and underlines, boxes (TeXbook ch. 17-18).
+_SPACED_AS_ORD = _ORD_COMMANDS | {f"\\{n}" for n in _w(
+    "hat widehat bar overline underline vec dot ddot dddot ddddot tilde widetilde check breve "
+    "acute grave mathring overrightarrow overleftarrow overleftrightarrow underrightarrow "
+    "underleftarrow underleftrightarrow sqrt text textbf textit textsf texttt textsl textsc "
+    "mbox hbox fbox boxed")}
+# Inside a group these act up to its closing brace: the braces around them stay.
+_SCOPED = {"\\displaystyle", "\\textstyle", "\\scriptstyle", "\\scriptscriptstyle", "\\color",
+           "&", "\\\\"}
 GREEK = _w("alpha beta gamma delta epsilon varepsilon zeta eta theta vartheta iota kappa "
          "varkappa lambda mu nu xi pi varpi rho varrho sigma varsigma tau upsilon phi varphi "
          "chi psi omega Gamma Delta Theta Lambda Xi Pi Sigma Upsilon Phi Psi Omega digamma")
@@ -467,9 +482,16 @@ class _Normalizer:
                 items = items[:k] + [cmd]
                 break
         # Groups after an unknown macro may be its arguments: their braces stay.
-        kept, unknown = [], False
-        for it in items:
-            kept.append(it if unknown and it.kind == "group" else _unwrap_group(it))
+        kept: list[_Item] = []
+        unknown = False
+        for k, it in enumerate(items):
+            if unknown and it.kind == "group":
+                kept.append(it)
+            else:
+                one = _unwrap_group(it)
+                inner = _spliced(one, items[k - 1] if k else None,
+                                 items[k + 1] if k + 1 < len(items) else None)
+                kept += inner if inner is not None else [one]
             unknown = _unknown(it) or (unknown and it.kind == "group")
         return self.scripts(kept)
 
@@ -531,8 +553,9 @@ class _Normalizer:
                 else:
                     if sup is not None and not primed:
                         raise self.error("double superscript", it.pos)
-                    if sup is not None and arg.kind == "group" and len(arg.inner) > 1:
-                        content = _braced(content)  # x'^{ab} is x^{\prime{ab}} to TeX
+                    if sup is not None and arg.kind == "group" and len(arg.inner) > 1 \
+                            and _spliced(arg, None, None) is None:
+                        content = _braced(content)  # x'^{a+} is x^{\prime{a+}} to TeX
                     sup = (sup or []) + content
                 primed = False
                 i += 2
@@ -690,6 +713,43 @@ def _unwrap_group(it: _Item) -> _Item:
             it.inner[0].ordish or it.inner[0].kind == "group"):
         it = it.inner[0]
     return it
+
+
+def _ord_edge(it: _Item) -> bool:
+    """Whether TeX spaces this item as an Ord atom (a scripted one by its base)."""
+    if it.kind == "group":
+        return True
+    if it.kind == "tok":
+        return it.ordish
+    if it.kind == "cmd":
+        return it.ordish or it.head in _SPACED_AS_ORD
+    if it.kind == "scripted":
+        return it.head in ("{", *_SPACED_AS_ORD) or it.head in ORD_SYMBOLS or \
+            it.head in ORD_CHARS
+    return False
+
+
+def _spliced(it: _Item, before: _Item | None, after: _Item | None) -> list[_Item] | None:
+    """{a+b} -> a + b: the items of a group whose first and last atoms are Ords, when
+    nothing outside binds to the group as a whole (not a script's argument, no script or
+    \\limits after it), and nothing inside is scoped by its braces (style, colour).
+
+    TeX sets such a group as one Ord atom (TeXbook ch. 17); spliced into the list, its
+    first and last atoms are Ords too, so every space between atoms, inside and at both
+    ends, is the same: the braces are not visible, and a reader of the page cannot know
+    whether they were there. (``{+}``, ``{a+}``, ``{}`` and ``{x}^2`` keep them.)"""
+    if it.kind != "group" or not it.inner:
+        return None
+    if before is not None and before.kind in ("sup", "sub"):
+        return None
+    if after is not None and (after.kind in ("sup", "sub", "prime")
+                              or after.head in ("\\limits", "\\nolimits")):
+        return None
+    if not (_ord_edge(it.inner[0]) and _ord_edge(it.inner[-1])):
+        return None
+    if any(x.head in _SCOPED for x in it.inner):
+        return None
+    return it.inner
 
 
 def _unwrap(items: list[_Item]) -> list[_Item]:

@@ -25,6 +25,11 @@ upright each looks. Its log-probability for the turn that undoes an angle, times
 ``weight`` (chosen on validation), is added to the classifier's evidence for that
 angle, before the prior.
 
+How much of the image it sees (``view``, stored with the weights): 0 is the square
+canvas it was trained on (:func:`texlens.data.orientation.canvas`, the middle 128 px of
+a long formula); a length L shows the whole formula up to L px at the same symbol size
+(:func:`texlens.data.orientation.view`), more of the formula voting.
+
 And one thing the recogniser adds (``reread``, used by ``Recognizer`` with
 ``auto_rotate``): the classifier's hard cases are an image and its half turn (180 read as
 0, 90 as 270), where a recogniser tells sense from nonsense. When the classifier's best
@@ -57,7 +62,7 @@ from texlens.config import (
     orientation_model_from_dict,
 )
 from texlens.data.image import load_image
-from texlens.data.orientation import ANGLES, canvas, check_prior, rotate
+from texlens.data.orientation import ANGLES, canvas, check_prior, rotate, view
 from texlens.data.transforms import preprocess, to_tensor_array
 from texlens.models.orientation import EncoderScorer, build_orientation_model
 
@@ -160,8 +165,12 @@ class Orienter:
     def __init__(self, model: nn.Module, cfg: OrientationModelConfig,
                  prior: Sequence[float] | None = None, tta: bool = True, name: str = "",
                  info: dict | None = None, reread: float = 0.0, reread_below: float = 1.0,
-                 scorer: Scorer | None = None):
+                 scorer: Scorer | None = None, view: int = 0):
         self.model, self.cfg, self.tta, self.name = model.eval(), cfg, tta, name
+        if view < 0 or view % 8:
+            raise ValueError(f"view must be 0 (the training canvas) or a positive multiple "
+                             f"of 8 px, got {view}")
+        self.view = int(view)
         self.scorer = scorer
         self.prior = None if prior is None else check_prior(prior)
         self.info = info or {}
@@ -193,31 +202,45 @@ class Orienter:
             scorer = (load_scorer(info["scorer"], raw["scorer_state"]) if "scorer" in info
                       else None)
             return cls(model, cfg, info.get("prior"), tta, str(name_or_path), info,
-                       rule.get("weight", 0.0), rule.get("below", 1.0), scorer)
+                       rule.get("weight", 0.0), rule.get("below", 1.0), scorer,
+                       int(info.get("view", 0)))
         except (ConfigError, KeyError, RuntimeError) as e:
             raise CheckpointError(f"{path}: bad orientation model: "
                                   f"{str(e).splitlines()[0]}") from None
 
     def save(self, path: str | Path, extra: dict | None = None) -> None:
-        rule = {"reread": {"weight": self.reread, "below": self.reread_below}}
+        rule = {"reread": {"weight": self.reread, "below": self.reread_below},
+                "view": self.view}
         info = {k: v for k, v in self.info.items() if k != "scorer"}  # written anew below
         save_orienter(path, self.model, self.cfg,
                       None if self.prior is None else self.prior.tolist(),
                       {**info, **rule, **(extra or {})}, scorer=self.scorer)
 
+    def looks(self, grays: Sequence[np.ndarray]) -> list[np.ndarray]:
+        """Grayscale images -> what the classifier sees of each (``view``)."""
+        if self.view:
+            return [view(g, self.view) for g in grays]
+        return [canvas(g, self.cfg.canvas) for g in grays]
+
     @torch.no_grad()
-    def evidence(self, canvases: np.ndarray, batch_size: int = 64) -> np.ndarray:
-        """(N, S, S) uint8 canvases -> (N, 4) the classifier's log-evidence for 0/90/180/270
-        degrees (summed over the test-time rotations when they are on; no prior)."""
+    def evidence(self, looks: Sequence[np.ndarray], batch_size: int = 64) -> np.ndarray:
+        """uint8 canvases or views (:meth:`looks`; any sizes) -> (N, 4) the classifier's
+        log-evidence for 0/90/180/270 degrees (summed over the test-time rotations when
+        they are on; no prior). Inputs of one shape are batched together."""
         turns = range(len(ANGLES)) if self.tta else range(1)
-        logp = []
-        for start in range(0, len(canvases), batch_size):
-            chunk = canvases[start:start + batch_size]
-            looks = np.stack([np.stack([rotate(c, 90 * k) for k in turns]) for c in chunk])
-            x = torch.from_numpy(looks.reshape(-1, 1, *chunk.shape[1:])).float() / 255.0
-            logp.append(self.model(x).log_softmax(-1).reshape(len(chunk), len(turns), -1)
-                        .numpy())
-        out = np.concatenate(logp) if logp else np.zeros((0, len(turns), len(ANGLES)))
+        out = np.zeros((len(looks), len(turns), len(ANGLES)))
+        by_shape: dict[tuple[int, ...], list[tuple[int, int, np.ndarray]]] = {}
+        for i, c in enumerate(looks):
+            for k in turns:
+                r = rotate(c, 90 * k)
+                by_shape.setdefault(r.shape, []).append((i, k, r))
+        for items in by_shape.values():
+            for start in range(0, len(items), batch_size):
+                chunk = items[start:start + batch_size]
+                x = torch.from_numpy(np.stack([r for _, _, r in chunk])[:, None]).float() / 255
+                logp = self.model(x).log_softmax(-1).numpy()
+                for (i, k, _), row in zip(chunk, logp, strict=True):
+                    out[i, k] = row
         return combine_rotations(out) if self.tta else out[:, 0]
 
     def scorer_evidence(self, grays: Sequence[np.ndarray]) -> np.ndarray:
@@ -245,8 +268,8 @@ class Orienter:
         """Grayscale images -> (N, 4) probabilities of 0/90/180/270 degrees."""
         if not grays:
             return np.zeros((0, len(ANGLES)))
-        canvases = np.stack([canvas(g, self.cfg.canvas) for g in grays])
-        return self.decide(self.evidence(canvases, batch_size) + self.scorer_evidence(grays))
+        return self.decide(self.evidence(self.looks(grays), batch_size)
+                           + self.scorer_evidence(grays))
 
     def candidates(self, probs: np.ndarray) -> list[int]:
         """Indices of the angles worth a recogniser's reading, best first: the classifier's

@@ -32,7 +32,7 @@ from texlens.data.orientation import rotate
 from texlens.data.splits import pack_formulas
 from texlens.data.transforms import input_settings, preprocess, to_tensor_array, view_config
 from texlens.decoding import beam_search, check_rescore, greedy_decode, sequence_logprobs
-from texlens.tokens import Vocab, join
+from texlens.tokens import Vocab, join, normalizer
 
 # The model `texlens predict` and `Recognizer.load()` use: printed-base reads the full LaTeX
 # vocabulary and, on CROHME formulas typeset by TeX that neither model trained on, more of
@@ -446,8 +446,30 @@ class Recognizer:
             if i not in (Vocab.pad_id, Vocab.sos_id):
                 toks.append(self.vocab.itos[i])
                 token_probs.append(float(p))
+        toks, token_probs = self._canonical(toks, token_probs)
         conf = self.calibration(token_probs, eos)
         return Prediction(join(toks), toks, conf, token_probs=token_probs)
+
+    def _canonical(self, toks: list[str], probs: list[float]) -> tuple[list[str], list[float]]:
+        """A full-LaTeX model's output in the canonical form, when getting there only drops
+        tokens: braces that the normaliser removes (texlens/latex.py; a model trained on an
+        older form may still write them). Each kept token keeps its probability. An output
+        that does not parse, or that the normaliser would change otherwise, stays as
+        written."""
+        if self.cfg.data.style != "latex" or not toks:
+            return toks, probs
+        try:
+            canon = normalizer("latex")(join(toks))
+        except ValueError:
+            return toks, probs
+        kept, j = [], 0
+        for i, t in enumerate(toks):
+            if j < len(canon) and t == canon[j]:
+                kept.append(i)
+                j += 1
+        if j < len(canon):
+            return toks, probs
+        return canon, [probs[i] for i in kept]
 
     def predict(self, images: Iterable[ImageInput], batch_size: int = 16,
                 beam: int = 1, auto_rotate: bool | None = None,

@@ -51,14 +51,8 @@ def symbol_size(ink: np.ndarray) -> float | None:
     return float(np.median(side)) if side.size else None
 
 
-def canvas(gray: np.ndarray, size: int) -> np.ndarray:
-    """uint8 gray image (any polarity and size) -> uint8 (size, size): ink bright on zero
-    (blank paper), resized so its median symbol is SYMBOL px, centred on the ink, cut to
-    the square (a long formula keeps its middle part), contrast stretched.
-
-    Symbols keep one legible size, whatever the image size: a first version shrank the
-    whole image into the square, which left a long formula's symbols 3-4 px high, and
-    told 0 from 180 degrees little better than chance (macro F1 0.62)."""
+def _normalised(gray: np.ndarray) -> np.ndarray:
+    """Ink bright on zero, median symbol SYMBOL px, contrast stretched."""
     g = ink_bright(gray)
     measured = symbol_size(g)
     if measured:
@@ -69,17 +63,64 @@ def canvas(gray: np.ndarray, size: int) -> np.ndarray:
     lo, hi = int(g.min()), int(g.max())
     if hi > lo:  # faint scans and grey paper reach the model at full contrast
         g = ((g.astype(np.float32) - lo) * (255.0 / (hi - lo)) + 0.5).astype(np.uint8)
+    return g
+
+
+def _ink_box(g: np.ndarray) -> tuple[int, int, int, int] | None:
     ys, xs = np.nonzero(g > 64)
-    if len(ys):  # the ink's bounding box in the middle (to a pixel, when the rest is odd)
-        top = (int(ys.min() + ys.max()) + 1 - size) // 2
-        left = (int(xs.min() + xs.max()) + 1 - size) // 2
+    if not len(ys):
+        return None
+    return int(ys.min()), int(ys.max()), int(xs.min()), int(xs.max())
+
+
+def _cut(g: np.ndarray, box: tuple[int, int, int, int] | None, h: int, w: int) -> np.ndarray:
+    """An (h, w) window of ``g`` centred on the ink box (to a pixel, when the rest is odd),
+    blank paper beyond ``g``."""
+    if box is not None:
+        top, left = (box[0] + box[1] + 1 - h) // 2, (box[2] + box[3] + 1 - w) // 2
     else:
-        top, left = (g.shape[0] - size) // 2, (g.shape[1] - size) // 2
-    out = np.zeros((size, size), np.uint8)
+        top, left = (g.shape[0] - h) // 2, (g.shape[1] - w) // 2
+    out = np.zeros((h, w), np.uint8)
     y0, x0 = max(top, 0), max(left, 0)
-    y1, x1 = min(top + size, g.shape[0]), min(left + size, g.shape[1])
+    y1, x1 = min(top + h, g.shape[0]), min(left + w, g.shape[1])
     out[y0 - top:y1 - top, x0 - left:x1 - left] = g[y0:y1, x0:x1]
     return out
+
+
+def canvas(gray: np.ndarray, size: int) -> np.ndarray:
+    """uint8 gray image (any polarity and size) -> uint8 (size, size): ink bright on zero
+    (blank paper), resized so its median symbol is SYMBOL px, centred on the ink, cut to
+    the square (a long formula keeps its middle part), contrast stretched.
+
+    Symbols keep one legible size, whatever the image size: a first version shrank the
+    whole image into the square, which left a long formula's symbols 3-4 px high, and
+    told 0 from 180 degrees little better than chance (macro F1 0.62)."""
+    g = _normalised(gray)
+    return _cut(g, _ink_box(g), size, size)
+
+
+VIEW_STEP = 16  # px: a view's sides are multiples of this (few distinct shapes to batch)
+
+
+def view(gray: np.ndarray, longest: int) -> np.ndarray:
+    """Like :func:`canvas`, but the window is the ink's bounding box plus a margin of
+    SYMBOL px, each side rounded up to VIEW_STEP and cut to at most ``longest``: the whole
+    of a formula up to that length, and no blank paper beyond it.
+
+    The classifier is fully convolutional and averages over the cells that hold ink, so
+    a wider view is more of the formula voting, not a new kind of input: trained on 128-px
+    canvases, it told angles apart better on whole formulas (docs/RESULTS.md, 2026-12-05
+    fourth)."""
+    g = _normalised(gray)
+    box = _ink_box(g)
+    if box is None:
+        return np.zeros((VIEW_STEP * 4, VIEW_STEP * 4), np.uint8)
+
+    def side(extent: int) -> int:
+        padded = -(-(extent + 2 * SYMBOL) // VIEW_STEP) * VIEW_STEP
+        return max(VIEW_STEP * 4, min(longest, padded))
+
+    return _cut(g, box, side(box[1] - box[0] + 1), side(box[3] - box[2] + 1))
 
 
 def add_margin(gray: np.ndarray, share: float, rng: np.random.Generator) -> np.ndarray:

@@ -365,10 +365,9 @@ def choose_scorer_weight(orienter: Orienter, grays: Sequence[np.ndarray],
     rotations. ``scorer_logp``: (N, 4) the scorer's log-probabilities of the upright images;
     both opinions are rotation-equivariant, so a turned copy's are a cyclic shift.
     Ties go to the smaller weight."""
-    from texlens.data.orientation import canvas
     n = len(ANGLES)
     turned = [rotate(g, a) for g in grays for a in ANGLES]
-    cls = orienter.evidence(np.stack([canvas(g, orienter.cfg.canvas) for g in turned]))
+    cls = orienter.evidence(orienter.looks(turned))
     # Image i turned by ANGLES[j] is at angle j: its evidence for angle a is the upright
     # image's for angle a - j.
     shift = (np.arange(n)[None, :] - np.arange(n)[:, None]) % n  # [j, a] -> a - j
