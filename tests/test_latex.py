@@ -124,6 +124,7 @@ def n(latex: str) -> str:
     ("x {\\scriptstyle a b} z", "x { \\scriptstyle a b } z"),  # a switch up to the brace
     ("x {a b}' z", "x { a b } ^ { \\prime } z"),  # the prime is the group's
     ("x^{a b}", "x ^ { a b }"),  # an argument keeps its braces
+    ("x {\\vert a} y", "x | a y"),  # \\vert is the character |, an Ord
     ("\\frac{{a+b}}{c}", "\\frac { a + b } { c }"),
     ("{\\mathbf{x}}_i", "\\mathbf { x } _ { i }"),
     ("1{,}5 + {+}", "1 { , } 5 + { + }"),

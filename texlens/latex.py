@@ -335,7 +335,8 @@ class _Normalizer:
             return _Item("delim", [name], n.pos)
         spec = _ARGS.get(name[1:])
         if not spec:
-            return _Item("tok", [name], n.pos, ordish=name in ORD_SYMBOLS)
+            # An alias may be a character (\\vert is |): its class is the character's.
+            return _Item("tok", [name], n.pos, ordish=name in ORD_SYMBOLS or name in ORD_CHARS)
         return self.command(name, spec, n, small)
 
     def command(self, name: str, spec: str, n: lw.LatexMacroNode, small: bool) -> _Item:
