@@ -125,7 +125,8 @@ train-handwritten: handwritten-data
 # 65 min on one core) on printed renderings of base-data, the rendered CROHME training ink
 # and synthetic handwriting of the training captions; stage 2
 # (configs/orientation-small-stage2.yaml, 100 min on one core) fine-tuned on four times the
-# handwriting; never the expressions of the 2014 test set or of data/crohme/val.
+# handwriting, and stage 3 (configs/orientation-small-stage3.yaml, 110 min) continued at a
+# lower learning rate; never the expressions of the 2014 test set or of data/crohme/val.
 # K-fold of the small ResNet and of handwritten-small's frozen CNN stem, the shipped model,
 # its decision rule (how much of the image it sees, the prior, the re-reading) chosen on
 # data/crohme/val, then its figures (benchmarks/orientation.py).
@@ -139,7 +140,8 @@ orientation: setup
 	$(BIN)/texlens orientation kfold $(ORIENT) $(KFOLD) --set model.arch=stem --set train.init_from=handwritten-small --set train.freeze=3 --out runs/orientation/kfold-stem
 	$(BIN)/texlens orientation train $(ORIENT) --out runs/orientation/stage1.pt
 	[ -f data/hand/synth-random3/caption.txt ] || $(BIN)/texlens data synth-hand --n 50000 --seed 31 --workers 2 --exclude data/crohme/val/caption.txt --exclude $(CROHME)/2014/caption.txt --out data/hand/synth-random3
-	$(BIN)/texlens orientation train configs/orientation-small-stage2.yaml --out texlens/weights/orientation-small.pt
+	$(BIN)/texlens orientation train configs/orientation-small-stage2.yaml --out runs/orientation/stage2.pt
+	$(BIN)/texlens orientation train configs/orientation-small-stage3.yaml --out texlens/weights/orientation-small.pt
 	$(BIN)/python benchmarks/orientation_rule.py --data data/crohme/val --orienter texlens/weights/orientation-small.pt --views 0 256 384 512 768 --write texlens/weights/orientation-small.pt
 	mkdir -p outputs/orientation
 	$(BIN)/python benchmarks/orientation.py --data data/crohme/test2014 --extra data/base/test-crohme --model handwritten-small --kfold runs/orientation/kfold-resnet --kfold runs/orientation/kfold-stem --out outputs/orientation | tee outputs/orientation/benchmark.log

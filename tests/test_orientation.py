@@ -339,7 +339,8 @@ def test_recogniser_rereads_an_unsure_half_turn(tmp_path, reread, below, want):
     assert (back.reread, back.reread_below) == (reread, below)
 
 
-@pytest.mark.parametrize("name", ["orientation-small", "orientation-small-stage2"])
+@pytest.mark.parametrize("name", ["orientation-small", "orientation-small-stage2",
+                                  "orientation-small-stage3"])
 def test_shipped_config_loads(name):
     cfg = load_orientation_config(Path(__file__).parents[1] / "configs" / f"{name}.yaml")
     assert cfg.name == "orientation-small" and cfg.model.arch == "resnet"

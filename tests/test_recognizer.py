@@ -184,12 +184,16 @@ def test_views_read_blank_pages_as_nothing_and_refuse_what_they_cannot_do(printe
         Recognizer([printed.model, printed.model], printed.cfg, printed.vocab, tta=[1.0])
 
 
+def words(text: str) -> list[str]:
+    return text.split()
+
+
 def test_full_latex_output_drops_the_braces_the_normaliser_drops():
     base = Recognizer.load("printed-base", backend="torch")
-    out = "x = { \\vec { L } _ { S } } + { a + } 1".split()
+    out = words("x = { \\vec { L } _ { S } } + { a + } 1")
     probs = [0.5 + 0.02 * i for i in range(len(out))]
     toks, kept = base._canonical(out, probs)
-    assert toks == "x = \\vec { L } _ { S } + { a + } 1".split()  # {a+} is spaced apart
+    assert toks == words("x = \\vec { L } _ { S } + { a + } 1")  # {a+} is spaced apart
     assert kept == [p for i, p in enumerate(probs) if i not in (2, 11)]  # the outer pair
     broken = ["x", "^"]  # does not parse: stays as written
     assert base._canonical(broken, [0.9, 0.8]) == (broken, [0.9, 0.8])
