@@ -738,7 +738,7 @@ def _spliced(it: _Item, before: _Item | None, after: _Item | None) -> list[_Item
     TeX sets such a group as one Ord atom (TeXbook ch. 17); spliced into the list, its
     first and last atoms are Ords too, so every space between atoms, inside and at both
     ends, is the same: the braces are not visible, and a reader of the page cannot know
-    whether they were there. (``{+}``, ``{a+}``, ``{}`` and ``{x}^2`` keep them.)"""
+    whether they were there. (``{+}``, ``{a+}``, ``{}`` and ``{a b}^2`` keep them.)"""
     if it.kind != "group" or not it.inner:
         return None
     if before is not None and before.kind in ("sup", "sub"):

@@ -395,8 +395,11 @@ class Recognizer:
             for row, i in enumerate(idx):
                 best = hyps[row][0]
                 out[i] = self._prediction([*best.ids, Vocab.eos_id], best.probs)
-                out[i].nbest = [(join(self._canonical(toks, [0.0] * len(toks))[0]), h.score)
-                                 for h in hyps[row] for toks in [self.vocab.decode(h.ids)]]
+                out[i].nbest = []
+                for h in hyps[row]:  # in the canonical form, like the best reading
+                    toks = self.vocab.decode(h.ids)
+                    out[i].nbest.append((join(self._canonical(toks, [0.0] * len(toks))[0]),
+                                         h.score))
         for i in inked:
             if midtone_share(arrays[i]) > MIDTONE_MAX:
                 out[i].confidence = 0.0  # type: ignore[union-attr]
