@@ -46,6 +46,7 @@ from texlens.orientation import (
     Orienter,
     aspect_heuristic,
     combine_rotations,
+    reread_choice,
 )
 from texlens.recognizer import Recognizer
 from texlens.tokens import Vocab
@@ -324,19 +325,56 @@ class UnsureOrienter(Orienter):
         return np.tile([0.4, 0.05, 0.5, 0.05], (len(grays), 1))
 
 
-@pytest.mark.parametrize("reread,below,want", [(8.0, 0.9, 0), (0.0, 0.9, 180), (8.0, 0.45, 180)])
-def test_recogniser_rereads_an_unsure_half_turn(tmp_path, reread, below, want):
+@pytest.mark.parametrize("reread,below,top,want", [(8.0, 0.9, 2, 0), (0.0, 0.9, 2, 180),
+                                                   (8.0, 0.45, 2, 180), (8.0, 0.9, 3, 0)])
+def test_recogniser_rereads_an_unsure_half_turn(tmp_path, reread, below, top, want):
     cfg = OrientationModelConfig(canvas=32, widths=[8, 16])
-    orienter = UnsureOrienter(OrientationNet(cfg.widths), cfg, reread=reread, reread_below=below)
+    orienter = UnsureOrienter(OrientationNet(cfg.widths), cfg, reread=reread, reread_below=below,
+                              reread_top=top)
     rec = Recognizer.load("printed-small")
     upright = examples("printed")[0]
+    # The likeliest angles, best first; the tie between 90 and 270 goes to the first.
     assert orienter.candidates(orienter.angle_probs([upright])[0]) == \
-        ([2, 0] if reread and below > 0.5 else [2])
-    # Upright, the example reads cleanly; upside down it does not: 0 wins when reread.
+        ([2, 0, 1][:top] if reread and below > 0.5 else [2])
+    # Upright, the example reads cleanly; turned it does not: 0 wins when reread.
     assert rec.upright_angle(upright, orienter) == want
     orienter.save(tmp_path / "o.pt")  # the rule is stored with the weights
     back = Orienter.load(tmp_path / "o.pt")
-    assert (back.reread, back.reread_below) == (reread, below)
+    assert (back.reread, back.reread_below, back.reread_top) == (reread, below, top)
+
+
+@pytest.mark.parametrize("top", [2, 3, 4])
+def test_reread_choice_is_the_orienters_rule_and_reads_only_candidates(top):
+    # benchmarks/orientation_rule.py scores rules with the vectorised reread_choice; the
+    # recogniser decides with Orienter.candidates + choose. They must agree, and no
+    # angle outside the candidates may win, whatever its reading would have said.
+    cfg = OrientationModelConfig(canvas=32, widths=[8, 16])
+    orienter = Orienter(OrientationNet(cfg.widths), cfg, reread=8.0, reread_below=0.9,
+                        reread_top=top)
+    rng = np.random.default_rng(top)
+    probs = rng.dirichlet([0.3] * 4, size=300)
+    reading = rng.normal(-1.0, 1.0, size=(300, 4))
+    vectorised = reread_choice(probs, reading, 8.0, 0.9, top)
+    unsure = 0
+    for p, r, v in zip(probs, reading, vectorised, strict=True):
+        cands = orienter.candidates(p)
+        unsure += len(cands) > 1
+        seen = np.where(np.isin(np.arange(4), cands), r, 1e9)  # the rest must not count
+        assert orienter.choose(p, seen) == v and v in cands
+        assert len(cands) == (1 if p.max() >= 0.9 else top)
+    assert 0 < unsure < 300
+    with pytest.raises(ValueError, match="reread_top"):
+        Orienter(OrientationNet(cfg.widths), cfg, reread_top=5)
+
+
+def test_a_bad_rule_in_the_file_names_the_file(tmp_path):
+    cfg = OrientationModelConfig(canvas=32, widths=[8, 16])
+    Orienter(OrientationNet(cfg.widths), cfg, reread=8.0).save(tmp_path / "o.pt")
+    raw = torch.load(tmp_path / "o.pt", weights_only=False)
+    raw["texlens-orientation"]["reread"]["top"] = 7
+    torch.save(raw, tmp_path / "bad.pt")
+    with pytest.raises(CheckpointError, match=r"bad\.pt: bad orientation model: reread_top"):
+        Orienter.load(tmp_path / "bad.pt")
 
 
 @pytest.mark.parametrize("name", ["orientation-small", "orientation-small-stage2",

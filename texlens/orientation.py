@@ -33,10 +33,12 @@ a long formula); a length L shows the whole formula up to L px at the same symbo
 And one thing the recogniser adds (``reread``, used by ``Recognizer`` with
 ``auto_rotate``): the classifier's hard cases are an image and its half turn (180 read as
 0, 90 as 270), where a recogniser tells sense from nonsense. When the classifier's best
-angle has less than ``reread_below`` of the probability, the recogniser reads the image
-both ways, and each angle's score becomes its log-probability plus ``reread`` times the
-mean log-probability of the reading's tokens. Both numbers are chosen on validation
-(docs/RESULTS.md) and stored with the weights.
+angle has less than ``reread_below`` of the probability, the recogniser reads the image at
+the classifier's ``reread_top`` likeliest angles (2: the best and the runner-up, mostly its
+half turn; up to all 4), and each angle's score becomes its log-probability plus
+``reread`` times the mean log-probability of the reading's tokens. The three numbers are
+chosen on validation (benchmarks/orientation_rule.py) and stored with the weights; a file
+without ``top`` (before 2026-12-05, fifth session) re-reads two.
 
 A checkpoint is ``{"texlens-orientation": {format, model config, prior, ...},
 "state_dict": ...}``, written atomically like the recogniser's.
@@ -87,6 +89,21 @@ def combine_rotations(logp: np.ndarray) -> np.ndarray:
     n = len(ANGLES)
     cls = (np.arange(n)[:, None] + np.arange(n)[None, :]) % n  # [a, k] -> class of look k
     return logp[:, np.arange(n)[None, :], cls].sum(-1)
+
+
+def reread_choice(probs: np.ndarray, reading: np.ndarray, weight: float, below: float,
+                  top: int) -> np.ndarray:
+    """The re-reading rule, vectorised: (..., 4) angle probabilities and the recogniser's
+    mean token log-probability of its reading at each angle -> (...) index of the angle
+    chosen. Where the best angle has ``below`` or more (or ``weight`` is 0) it stands;
+    elsewhere the ``top`` likeliest angles compete on log-probability plus ``weight`` times
+    the reading's score (other angles' readings are never looked at)."""
+    rank = np.argsort(-probs, -1, kind="stable")
+    scored = np.log(np.clip(probs, 1e-12, 1)) + weight * reading
+    read = np.take_along_axis(scored, rank[..., :top], -1)
+    pick = np.take_along_axis(rank, read.argmax(-1)[..., None], -1)[..., 0]
+    unsure = (probs.max(-1) < below) & (weight > 0)
+    return np.where(unsure, pick, rank[..., 0])
 
 
 def resolve_orienter(name_or_path: str | Path) -> Path:
@@ -165,7 +182,7 @@ class Orienter:
     def __init__(self, model: nn.Module, cfg: OrientationModelConfig,
                  prior: Sequence[float] | None = None, tta: bool = True, name: str = "",
                  info: dict | None = None, reread: float = 0.0, reread_below: float = 1.0,
-                 scorer: Scorer | None = None, view: int = 0):
+                 scorer: Scorer | None = None, view: int = 0, reread_top: int = 2):
         self.model, self.cfg, self.tta, self.name = model.eval(), cfg, tta, name
         if view < 0 or view % 8:
             raise ValueError(f"view must be 0 (the training canvas) or a positive multiple "
@@ -178,6 +195,9 @@ class Orienter:
             raise ValueError(f"reread must be >= 0 and reread_below in [0, 1], got {reread}, "
                              f"{reread_below}")
         self.reread, self.reread_below = float(reread), float(reread_below)
+        if not 2 <= reread_top <= len(ANGLES):
+            raise ValueError(f"reread_top must be 2 to {len(ANGLES)} angles, got {reread_top}")
+        self.reread_top = int(reread_top)
 
     @classmethod
     def load(cls, name_or_path: str | Path = DEFAULT_ORIENTER, tta: bool = True) -> Orienter:
@@ -203,13 +223,14 @@ class Orienter:
                       else None)
             return cls(model, cfg, info.get("prior"), tta, str(name_or_path), info,
                        rule.get("weight", 0.0), rule.get("below", 1.0), scorer,
-                       int(info.get("view", 0)))
-        except (ConfigError, KeyError, RuntimeError) as e:
+                       int(info.get("view", 0)), int(rule.get("top", 2)))
+        except (ConfigError, KeyError, RuntimeError, ValueError) as e:
             raise CheckpointError(f"{path}: bad orientation model: "
                                   f"{str(e).splitlines()[0]}") from None
 
     def save(self, path: str | Path, extra: dict | None = None) -> None:
-        rule = {"reread": {"weight": self.reread, "below": self.reread_below},
+        rule = {"reread": {"weight": self.reread, "below": self.reread_below,
+                           "top": self.reread_top},
                 "view": self.view}
         info = {k: v for k, v in self.info.items() if k != "scorer"}  # written anew below
         save_orienter(path, self.model, self.cfg,
@@ -273,11 +294,18 @@ class Orienter:
 
     def candidates(self, probs: np.ndarray) -> list[int]:
         """Indices of the angles worth a recogniser's reading, best first: the classifier's
-        choice, and its half turn when the choice has less than ``reread_below``."""
-        best = int(probs.argmax())
-        if self.reread <= 0 or probs[best] >= self.reread_below:
-            return [best]
-        return [best, (best + len(ANGLES) // 2) % len(ANGLES)]
+        choice alone, or its ``reread_top`` likeliest angles when the choice has less
+        than ``reread_below`` (the order of :func:`reread_choice`)."""
+        order = [int(i) for i in np.argsort(-probs, kind="stable")]
+        if self.reread <= 0 or probs[order[0]] >= self.reread_below:
+            return order[:1]
+        return order[:self.reread_top]
+
+    def choose(self, probs: np.ndarray, reading: np.ndarray) -> int:
+        """(4,) probabilities and reading scores of the :meth:`candidates` (others: any
+        value) -> index of the angle the rule picks."""
+        return int(reread_choice(probs, reading, self.reread, self.reread_below,
+                                 self.reread_top))
 
     def upright(self, image: ImageInput) -> np.ndarray:
         """The image (loaded as grayscale uint8) turned upright."""

@@ -323,8 +323,8 @@ class Recognizer:
 
     def upright_angle(self, gray: np.ndarray, orienter: Orienter) -> int:
         """The angle (0/90/180/270) ``gray`` is turned by, by ``orienter``'s decision rule:
-        its classifier, and when that is unsure between an angle and its half turn, this
-        recogniser's reading of both (texlens/orientation.py, ``reread``)."""
+        its classifier, and when that is unsure, this recogniser's reading of its likeliest
+        angles (texlens/orientation.py, ``reread``)."""
         from texlens.data.orientation import ANGLES
         if gray.max() == gray.min():
             return 0  # no ink: nothing to turn
@@ -334,10 +334,10 @@ class Recognizer:
             return ANGLES[cands[0]]
         arrays = [to_tensor_array(preprocess(rotate(gray, -ANGLES[c]), self.cfg.data))
                   for c in cands]
-        preds = self.predict_arrays(arrays, len(arrays))
-        scores = [np.log(max(probs[c], 1e-12)) + orienter.reread * mean_log_prob(p)
-                  for c, p in zip(cands, preds, strict=True)]
-        return ANGLES[cands[int(np.argmax(scores))]]
+        reading = np.zeros(len(ANGLES))
+        for c, p in zip(cands, self.predict_arrays(arrays, len(arrays)), strict=True):
+            reading[c] = mean_log_prob(p)
+        return ANGLES[orienter.choose(probs, reading)]
 
     @torch.no_grad()
     def predict_arrays(self, arrays: Sequence[np.ndarray], batch_size: int = 16,
