@@ -309,6 +309,19 @@ def test_excluded_expressions_are_never_written(library, tmp_path):
                            exclude=["a + b"])
 
 
+def test_short_formulas_are_one_to_three_tokens_and_honour_exclusions(library, tmp_path):
+    gen = FormulaGenerator(seed=2)
+    drawn = [gen.short() for _ in range(2000)]
+    assert {len(t) for t in drawn} == {1, 2, 3}
+    assert sum(len(t) == 1 for t in drawn) > 500  # lone symbols are the hard case
+    rep = synth_hand_dataset(tmp_path / "s", 12, 7, library, short=True,
+                             exclude=["x", "y", "1"])
+    rows = [ln.split("\t")[1].split() for ln in (tmp_path / "s" / "caption.txt")
+            .read_text().splitlines()]
+    assert rep.written == 12 and all(1 <= len(t) <= 3 for t in rows)
+    assert not {" ".join(t) for t in rows} & {"x", "y", "1"}
+
+
 def _ink_dir(root: Path) -> Path:
     """Three invented InkML files in a source folder."""
     (root / "inv").mkdir(parents=True)
@@ -347,6 +360,9 @@ def test_cli_symbols_then_synth_hand(tmp_path):
     res = runner.invoke(app, ["data", "synth-hand", "--n", "1", "--out", str(out),
                               "--symbols", str(tmp_path / "nope.npz")])
     assert res.exit_code == 2 and "nope.npz" in res.output
+    res = runner.invoke(app, ["data", "synth-hand", "--n", "1", "--out", str(out),
+                              "--symbols", str(lib_path), "--captions", str(caps), "--short"])
+    assert res.exit_code == 2 and "--short" in res.output
 
 
 # -- the real symbols, when this machine has them --------------------------------------

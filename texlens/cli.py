@@ -959,6 +959,9 @@ def data_synth_hand(
     exclude: Annotated[list[Path] | None, typer.Option(
         help="Caption file (key<TAB>tokens) whose expressions are never written, e.g. the "
              "validation and test sets; repeatable.")] = None,
+    short: Annotated[bool, typer.Option(
+        help="Random formulas of 1 to 3 tokens (lone symbols, a sign or an operator).")
+    ] = False,
 ) -> None:
     """Write synthetic handwritten formulas: library symbols laid out like typeset maths."""
     from texlens.data.handwriting.dataset import synth_hand_dataset
@@ -968,6 +971,8 @@ def data_synth_hand(
     from texlens.data.synth.dataset import read_caption_file
     if mode not in MODES:
         _fail(f"--mode must be one of {', '.join(MODES)}")
+    if short and captions:
+        _fail("--short draws random formulas: it does not go with --captions")
     try:
         banned = caption_expressions(exclude or [])
         lib = SymbolLibrary.load(symbols)
@@ -975,7 +980,8 @@ def data_synth_hand(
         with _progress() as prog:
             task = prog.add_task("writing", total=n)
             rep = synth_hand_dataset(out, n, seed, lib, caps, mode, workers,
-                                     progress=lambda k: prog.advance(task, k), exclude=banned)
+                                     progress=lambda k: prog.advance(task, k), exclude=banned,
+                                     short=short)
     except (ValueError, OSError) as e:
         _fail(str(e))
     for key, missing in rep.skipped[:20]:

@@ -57,9 +57,9 @@ def draw(tokens: Sequence[str], library: SymbolLibrary, rng: np.random.Generator
     return buf.getvalue()
 
 
-def _sample(job: tuple[int, int, list[str] | None, str]
+def _sample(job: tuple[int, int, list[str] | None, str, bool]
             ) -> tuple[int, list[str], bytes | str, int]:
-    seed, index, tokens, mode = job
+    seed, index, tokens, mode, short = job
     library = _LIBRARY
     assert library is not None, "worker started without a symbol library"
     rng = np.random.default_rng([seed, index])
@@ -71,7 +71,7 @@ def _sample(job: tuple[int, int, list[str] | None, str]
     gen = FormulaGenerator(seed=seed * 1_000_003 + index)
     why = ""
     for attempt in range(MAX_DRAWS):
-        toks = gen.generate()
+        toks = gen.short() if short else gen.generate()
         if missing_tokens(toks, library) or expression(toks) in _EXCLUDE:
             continue
         try:
@@ -86,11 +86,12 @@ def synth_hand_dataset(out: str | Path, n: int, seed: int, library: SymbolLibrar
                        captions: Sequence[tuple[str, list[str]]] | None = None,
                        mode: str = "crohme", workers: int = 1,
                        progress: Callable[[int], None] | None = None,
-                       exclude: Iterable[str] = ()) -> HandReport:
+                       exclude: Iterable[str] = (), short: bool = False) -> HandReport:
     """Write ``n`` handwritten formulas to ``out/images/*.png`` and ``out/caption.txt``.
 
     With ``captions`` the formulas are those (the drawable ones, in a seeded shuffled
-    cycle, so one caption may be written by several writers); else random ones. No
+    cycle, so one caption may be written by several writers); else random ones
+    (``short``: of 1 to 3 tokens, :meth:`FormulaGenerator.short`). No
     formula whose expression (:func:`texlens.data.splits.expression`) is in ``exclude``
     is written: a given caption is skipped, a random one redrawn.
     """
@@ -112,7 +113,7 @@ def synth_hand_dataset(out: str | Path, n: int, seed: int, library: SymbolLibrar
         if not usable:
             raise ValueError("no given caption is drawable by the symbol library and not excluded")
         order = [usable[i] for i in shuffled_cycle(n, len(usable), seed)]
-    jobs = [(seed, i, order[i], mode) for i in range(n)]
+    jobs = [(seed, i, order[i], mode, short) for i in range(n)]
     _use(library, banned)  # before the fork: the workers inherit it instead of unpickling 30 MB
     with LayoutWriter(out) as writer, ordered_map(_sample, jobs, workers) as results:
         for index, tokens, result, redrawn in results:

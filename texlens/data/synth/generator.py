@@ -186,6 +186,24 @@ class FormulaGenerator:
             out += [self.rng.choice(RELATIONS), *self.expr(1, 2)]
         return out
 
+    def short(self) -> list[str]:
+        """One to three tokens: a lone symbol, a symbol with a sign, prime or second
+        symbol, or two joined by an operator or relation. Such formulas are 13% of CROHME
+        validation (lone letters and digits) and the orientation classifier's weakest
+        case (turned, a lone i or l says little), yet ``generate`` draws few of them."""
+        r = self.rng.random()
+        if r < 0.45:
+            return self.variable() if self.rng.random() < 0.7 else [self.rng.choice(DIGITS)]
+        if r < 0.75:
+            one = self.variable() if self.rng.random() < 0.7 else [self.rng.choice(DIGITS)]
+            q = self.rng.random()
+            if q < 0.3:
+                return [self.rng.choice(["-", "+", "\\pm"]), *one]
+            if q < 0.5:
+                return [*one, self.rng.choice(["'", "!"])]
+            return [*one, *self.atom()][:3]
+        return [*self.variable(), self.rng.choice(BINARY + RELATIONS), *self.variable()]
+
     def generate(self) -> list[str]:
         while True:
             toks = self.statement()
