@@ -42,8 +42,9 @@ WEIGHTS = (0.0, 1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0)
 BELOW = (0.6, 0.8, 0.9, 0.95, 0.99, 1.0)
 TOPS = (2, 3, 4)
 # What a recogniser reading is worth: a rule that reads every image once more must buy
-# at least a point of macro F1 over one that reads none (readings cost more than the
-# classifier: about 20-40 ms against 10 ms an image for handwritten-small on one core).
+# at least a point of macro F1 over one that reads none. A reading costs about what the
+# classifier's four looks do (handwritten-small on onnx, batch 1: 5-10 ms; the classifier
+# about 10 ms an image, benchmarks/orientation.py), and the image is read once anyway.
 PRICE_PER_READ = 0.01
 
 
