@@ -16,7 +16,7 @@ and how many images the recogniser re-reads (and how many readings that makes, a
 read at its `top` likeliest angles). --views also tries how much of the image the
 classifier sees (``Orienter.view``: 0 is its square training canvas, L the whole formula
 up to L px). Among the rules that keep at least as many upright images upright as the
-classifier alone at the first view, the chosen one has the best macro F1 less
+classifier alone at the first view (or --floor), the chosen one has the best macro F1 less
 PRICE_PER_READ for each reading an image; --write stores it (view, prior and re-reading)
 in the orienter file.
 """
@@ -99,6 +99,9 @@ def main() -> None:
                     help="views to try (0: the training canvas); default: the file's")
     ap.add_argument("--limit", type=int, default=0, help="first N images only (0: all)")
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--floor", type=float,
+                    help="share of upright images the rule must keep upright (default: the "
+                         "classifier alone at the first view), to compare orienters at one")
     ap.add_argument("--write", type=Path, help="store the chosen rule in this orienter file")
     ap.add_argument("--readings", type=Path,
                     help="cache of the recogniser's readings (.npz): written on the first "
@@ -135,12 +138,15 @@ def main() -> None:
                 np.savez(f, model=args.model, keys=keys, score=score, right=right)
     rows = [r for v in views for r in grid(probs[v], score, right, v)]
     alone = {(r["view"], r["prior"]): r for r in rows if r["weight"] == 0}
-    floor = alone[views[0], "on" if orienter.prior is not None else "off"]["upright_kept"]
+    floor = (args.floor if args.floor is not None else
+             alone[views[0], "on" if orienter.prior is not None else "off"]["upright_kept"])
     fit = [r for r in rows if r["upright_kept"] >= floor]
+    if not fit:
+        raise SystemExit(f"no rule keeps {100 * floor:.2f}% of upright images upright")
     chosen = max(fit, key=lambda r: (r["macro_f1"] - PRICE_PER_READ * r["reads"],
                                      -r["reads"]))
     print(f"{args.data}: {len(grays)} images x 4 angles; upright ExpRate of {args.model}: "
-          f"{100 * right[:, 0].mean():.2f}%\n")
+          f"{100 * right[:, 0].mean():.2f}%; upright floor {100 * floor:.2f}%\n")
     print("| view | prior | re-read weight | below | top | accuracy % | macro F1 % | "
           "upright kept % | ExpRate % | ExpRate upright % | re-read share | reads |")
     print("|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
