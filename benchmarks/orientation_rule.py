@@ -4,7 +4,7 @@ recogniser's re-reading of an unsure image's likeliest angles (texlens/orientati
 
     python benchmarks/orientation_rule.py --data data/crohme/val --model handwritten-small \
         [--orienter orientation-small] [--views 0 256 384] \
-        [--write texlens/weights/orientation-small.pt]
+        [--csv ALL.csv] [--write texlens/weights/orientation-small.pt]
 
 Every image of --data (a validation set: neither the orienter nor the recogniser trained
 on its expressions) is turned to all four angles. The classifier's probabilities come
@@ -24,6 +24,7 @@ in the orienter file.
 from __future__ import annotations
 
 import argparse
+import csv
 import itertools
 from pathlib import Path
 
@@ -102,6 +103,7 @@ def main() -> None:
     ap.add_argument("--floor", type=float,
                     help="share of upright images the rule must keep upright (default: the "
                          "classifier alone at the first view), to compare orienters at one")
+    ap.add_argument("--csv", type=Path, help="write every rule's scores to this CSV file")
     ap.add_argument("--write", type=Path, help="store the chosen rule in this orienter file")
     ap.add_argument("--readings", type=Path,
                     help="cache of the recogniser's readings (.npz): written on the first "
@@ -161,6 +163,11 @@ def main() -> None:
               f"{100 * r['upright_kept']:.2f} | {100 * r['exprate']:.2f} | "
               f"{100 * r['exprate_upright']:.2f} | {r['reread_share']:.3f} | "
               f"{r['reads']:.3f} |")
+    if args.csv:
+        with open(args.csv, "w", newline="") as f:
+            w = csv.DictWriter(f, fieldnames=list(rows[0]))
+            w.writeheader()
+            w.writerows(rows)
     if args.write:
         o = Orienter(orienter.model, orienter.cfg,
                      orienter.prior if chosen["prior"] == "on" else None, orienter.tta,
