@@ -6,8 +6,9 @@ recogniser's re-reading of an unsure image's likeliest angles (texlens/orientati
         [--orienter orientation-small] [--views 0 256 384] \
         [--csv ALL.csv] [--write texlens/weights/orientation-small.pt]
 
-Every image of --data (a validation set: neither the orienter nor the recogniser trained
-on its expressions) is turned to all four angles. The classifier's probabilities come
+Every image of --data (a validation set: the orienter must not have trained on its
+expressions, nor should the recogniser, though handwritten-small has on nearly all of
+data/crohme/val, docs/RESULTS.md) is turned to all four angles. The classifier's probabilities come
 once per angle; the recogniser reads each image once per net rotation (a reading depends
 only on how far the image ends up from upright), so every rule of the grid is scored
 without decoding again. For each rule: accuracy and macro F1 over the four angles, the
