@@ -12,8 +12,8 @@ does to recognition.
    matrix, for the shipped decision rule (test-time rotations + prior) and without
    either, beside the aspect-ratio heuristic; on --data also the whole rule of
    --auto-rotate, where --model re-reads the classifier's unsure half turns. The balanced
-   copy's accuracy also by caption length: a short formula can read the same both ways up
-   (`x`, `7` against `L`, `8 0` against `0 8`).
+   copy's accuracy also by caption length and apart for the formulas that read as a
+   formula turned by half (`x`, `p ( 1 - p )` against `( d - 1 ) d`: HALF_TURN).
 2. ExpRate of --model on the upright test set and on a copy where each image is turned
    by a uniformly drawn angle (written to data/orientation/<name>-rotated, so
    `texlens evaluate --data` can rerun it), with and without --auto-rotate.
@@ -35,7 +35,7 @@ import torch
 
 from texlens.data.datasets import read_layout
 from texlens.data.image import load_image
-from texlens.data.orientation import ANGLES, draw_labels, rotate
+from texlens.data.orientation import ANGLES, draw_labels, half_turn_lookalike, rotate
 from texlens.evaluate import evaluate
 from texlens.orientation import Orienter, aspect_heuristic
 from texlens.recognizer import Recognizer
@@ -50,15 +50,20 @@ def pct(x: float) -> str:
 
 LENGTHS = ((1, 3), (4, 6), (7, 10), (11, 20), (21, 10_000))
 
-
-def by_length(lengths: np.ndarray, truth: np.ndarray, pred: np.ndarray) -> list[dict]:
-    """Accuracy of the balanced copy (4 rows an image) by the caption's token count."""
+def by_group(tokens: list[list[str]], truth: np.ndarray, pred: np.ndarray) -> list[dict]:
+    """Accuracy of the balanced copy (4 rows an image) by the caption's token count, then
+    on the formulas that read as a formula turned by half (:func:`half_turn_lookalike`)
+    and on the rest."""
+    lengths = np.array([len(t) for t in tokens])
+    alike = np.array([half_turn_lookalike(t) for t in tokens])
+    groups = [(f"{lo}-{hi} tokens" if hi < 10_000 else f">= {lo} tokens",
+               (lengths >= lo) & (lengths <= hi)) for lo, hi in LENGTHS]
+    groups += [("reads as a formula turned by half", alike), ("the rest", ~alike)]
     rows = []
-    for lo, hi in LENGTHS:
-        keep = np.repeat((lengths >= lo) & (lengths <= hi), len(ANGLES))
+    for name, group in groups:
+        keep = np.repeat(group, len(ANGLES))
         if keep.any():
-            rows.append({"tokens": f"{lo}-{hi}" if hi < 10_000 else f">= {lo}",
-                         "images": int(keep.sum()) // len(ANGLES),
+            rows.append({"formulas": name, "images": int(group.sum()),
                          "accuracy": float((truth[keep] == pred[keep]).mean())})
     return rows
 
@@ -71,7 +76,7 @@ def classifier_rows(orienter: Orienter, data: Path, seed: int,
     matrices and the accuracy by caption length, the last two by rule."""
     samples, _ = read_layout(data)
     grays = [load_image(s.image) for s in samples]
-    lengths = np.array([len(s.tokens) for s in samples])
+    tokens = [list(s.tokens) for s in samples]
     n = len(ANGLES)
     # Balanced copy: image i at angle j is row i * 4 + j.
     turned = [rotate(g, a) for g in grays for a in ANGLES]
@@ -91,7 +96,7 @@ def classifier_rows(orienter: Orienter, data: Path, seed: int,
     t0 = time.perf_counter()
     scored = orienter.scorer_evidence(turned)  # once: the rules differ in how they add it
     scorer_ms = 1000 * (time.perf_counter() - t0) / len(turned)
-    rows, confusion, lengths_rows = [], {}, {}
+    rows, confusion, group_rows = [], {}, {}
     for rule, (tta, pr, with_scorer) in rules.items():
         o = Orienter(orienter.model, orienter.cfg, pr, tta, view=orienter.view)
         t0 = time.perf_counter()
@@ -104,7 +109,7 @@ def classifier_rows(orienter: Orienter, data: Path, seed: int,
             if rule.endswith("(shipped)"):
                 confusion[f"{data.name} {copy}"] = s["confusion"]
         if rule.endswith("(shipped)"):
-            lengths_rows[f"{data.name}, {rule}"] = by_length(lengths, truth, pred)
+            group_rows[f"{data.name}, {rule}"] = by_group(tokens, truth, pred)
     if rec is not None and orienter.reread > 0:
         rule = f"shipped + {rec.name} re-reads (as --auto-rotate)"
         t0 = time.perf_counter()
@@ -115,11 +120,11 @@ def classifier_rows(orienter: Orienter, data: Path, seed: int,
             s = classification(truth[idx], pred[idx])
             rows.append({"data": data.name, "copy": copy, "rule": rule, "ms_per_image": ms, **s})
             confusion[f"{data.name} {copy}, {rule}"] = s["confusion"]
-        lengths_rows[f"{data.name}, {rule}"] = by_length(lengths, truth, pred)
+        group_rows[f"{data.name}, {rule}"] = by_group(tokens, truth, pred)
     for copy, idx in (("balanced", slice(None)), ("imbalanced", one)):
         rows.append({"data": data.name, "copy": copy, "rule": "aspect heuristic",
                      "ms_per_image": 0.0, **classification(truth[idx], heur[idx])})
-    return rows, confusion, lengths_rows
+    return rows, confusion, group_rows
 
 
 def write_rotated(data: Path, out: Path, seed: int) -> dict[str, int]:
@@ -168,17 +173,17 @@ def kfold_rows(dirs: list[Path]) -> list[dict]:
     return rows
 
 
-def markdown(cls_rows: list[dict], confusion: dict, lengths_rows: dict, ex_rows: list[dict],
+def markdown(cls_rows: list[dict], confusion: dict, group_rows: dict, ex_rows: list[dict],
              kf_rows: list[dict]) -> str:
     out = ["| test set | copy | n | decision | accuracy % | macro F1 % | ms/image |",
            "|---|---|---|---|---|---|---|"]
     out += [f"| {r['data']} | {r['copy']} | {r['n']} | {r['rule']} | {pct(r['accuracy'])} | "
             f"{pct(r['macro_f1'])} | {r['ms_per_image']:.1f} |" for r in cls_rows]
-    for name, length_rows in lengths_rows.items():
-        out += ["", f"Balanced copy by caption length, {name}", "",
-                "| caption tokens | images | accuracy % |", "|---|---:|---:|"]
-        out += [f"| {r['tokens']} | {r['images']} | {pct(r['accuracy'])} |"
-                for r in length_rows]
+    for name, rows_ in group_rows.items():
+        out += ["", f"Balanced copy by formula, {name}", "",
+                "| formulas | images | accuracy % |", "|---|---:|---:|"]
+        out += [f"| {r['formulas']} | {r['images']} | {pct(r['accuracy'])} |"
+                for r in rows_]
     for name, cm in confusion.items():
         out += ["", f"Confusion matrix, {name} (rows: true angle, columns: predicted)", "",
                 "| true \\ predicted | " + " | ".join(map(str, ANGLES)) + " |",
@@ -222,27 +227,27 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     orienter = Orienter.load(args.orienter)
     rec = Recognizer.load(args.model)
-    cls_rows, confusion, lengths_rows = [], {}, {}
+    cls_rows, confusion, group_rows = [], {}, {}
     for d in [args.data, *args.extra]:
         print(f"classifier on {d} at all four angles")
-        rows, cm, by_len = classifier_rows(orienter, d, args.seed,
+        rows, cm, by_grp = classifier_rows(orienter, d, args.seed,
                                            rec if d == args.data else None)
         cls_rows += rows
         confusion |= cm
-        lengths_rows |= by_len
+        group_rows |= by_grp
     ex_rows = []
     if not args.no_exprate:
         rotated = ROOT / "data/orientation" / f"{args.data.name}-rotated"
         write_rotated(args.data, rotated, args.seed)
         print(f"recognition with {args.model} (rotated copy: {rotated})")
         ex_rows = exprate_rows(args.model, args.orienter, args.data, rotated)
-    table = markdown(cls_rows, confusion, lengths_rows, ex_rows, kfold_rows(args.kfold))
+    table = markdown(cls_rows, confusion, group_rows, ex_rows, kfold_rows(args.kfold))
     print(table)
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "orientation.md").write_text(table, encoding="utf-8")
     (args.out / "orientation.json").write_text(json.dumps(
         {"orienter": args.orienter, "model": args.model, "info": orienter.info,
-         "classifier": cls_rows, "by_length": lengths_rows, "exprate": ex_rows,
+         "classifier": cls_rows, "by_group": group_rows, "exprate": ex_rows,
          "kfold": kfold_rows(args.kfold)},
         indent=2), encoding="utf-8")
     print(f"wrote {args.out / 'orientation.md'} and {args.out / 'orientation.json'}")

@@ -34,7 +34,7 @@ import torch
 
 from texlens.data.datasets import read_layout
 from texlens.data.image import load_image
-from texlens.data.orientation import ANGLES, rotate
+from texlens.data.orientation import ANGLES, half_turn_lookalike, rotate
 from texlens.data.transforms import preprocess, to_tensor_array
 from texlens.orientation import Orienter, reread_choice
 from texlens.recognizer import Recognizer, mean_log_prob
@@ -164,6 +164,17 @@ def main() -> None:
               f"{100 * r['upright_kept']:.2f} | {100 * r['exprate']:.2f} | "
               f"{100 * r['exprate_upright']:.2f} | {r['reread_share']:.3f} | "
               f"{r['reads']:.3f} |")
+    # where the chosen rule errs: formulas that read as a formula turned by half, short ones
+    p = probs[chosen["view"]][chosen["prior"]]
+    net = (np.arange(4)[:, None] - np.arange(4)[None, :]) % 4
+    wrong = reread_choice(p, score[:, net], chosen["weight"], chosen["below"],
+                          chosen["top"] or 2) != np.arange(4)
+    alike = np.array([half_turn_lookalike(s.tokens) for s in samples])
+    short = np.array([len(s.tokens) <= 3 for s in samples])
+    print(f"\nthe chosen rule's errors: {wrong.sum()} of {wrong.size}; on the {alike.sum()} "
+          f"formulas that read as a formula turned by half {wrong[alike].sum()}, on the "
+          f"{short.sum()} of 1-3 tokens {wrong[short].sum()}, on the others "
+          f"{wrong[~alike & ~short].sum()}")
     if args.csv:
         with open(args.csv, "w", newline="") as f:
             w = csv.DictWriter(f, fieldnames=list(rows[0]))

@@ -28,10 +28,13 @@ from texlens.config import (
 from texlens.data.image import ImageError
 from texlens.data.orientation import (
     ANGLES,
+    HALF_TURN,
+    HALF_TURN_PAIRS,
     HANDWRITTEN,
     SYMBOL,
     OrientationSet,
     canvas,
+    half_turn_lookalike,
     ink_crops,
     load_orientation_set,
     rotate,
@@ -86,6 +89,17 @@ def test_aspect_heuristic_and_its_scores():
     s = heuristic_scores(np.array([[10, 30]] * 4), np.arange(4))
     assert s["accuracy"] == 0.5
     assert s["confusion"] == [[1, 0, 0, 0], [0, 1, 0, 0], [1, 0, 0, 0], [0, 1, 0, 0]]
+
+
+def test_half_turn_lookalikes_are_handwriting_tokens():
+    # `p ( 1 - p )` turned by half is `( d - 1 ) d`; a superscript turns into no formula
+    assert half_turn_lookalike(["p", "(", "1", "-", "p", ")"])
+    assert half_turn_lookalike([r"6", r"\leq", r"x"])
+    assert not half_turn_lookalike(["x", "^", "{", "2", "}"])
+    assert not half_turn_lookalike([r"\sqrt", r"{", r"x", r"}"])
+    vocab = Recognizer.load("handwritten-small").vocab  # a misspelt token matches nothing
+    assert vocab.unknown(sorted(HALF_TURN)) == []
+    assert len({t for pair in HALF_TURN_PAIRS for t in pair}) == 2 * len(HALF_TURN_PAIRS)
 
 
 def test_rotate_and_canvas():

@@ -38,6 +38,26 @@ def rotate(image: np.ndarray, angle: int) -> np.ndarray:
     return np.ascontiguousarray(np.rot90(image, (angle // 90) % 4))
 
 
+# Tokens of CROHME's vocabulary whose handwritten glyph, turned by half, looks like a
+# token (itself or the other of a pair): `p` turned is `d`, `6` is `9`, `m` is `w`, `(` is
+# `)`. A formula made only of these reads as a formula both ways up, so no classifier can
+# tell its 0 from its 180 (nor its 90 from its 270) but by the writer's hand; scripts (`^`,
+# `_`) and roots turn into no formula and are left out, as are glyphs that only some hands
+# make symmetric (`2`, `5`, `7`, `a`).
+HALF_TURN_SAME = {"x", "X", "o", "0", "s", "S", "z", "N", "H", "I", "l", "1", "8",
+                  "-", "+", "=", "/", "|", ".", "\\times", "\\div", "\\neq", "\\cdot",
+                  "\\ldots", "\\infty", "\\frac", "{", "}"}
+HALF_TURN_PAIRS = (("n", "u"), ("6", "9"), ("p", "d"), ("b", "q"), ("m", "w"), ("(", ")"),
+                   ("[", "]"), ("\\{", "\\}"), ("<", ">"), ("\\leq", "\\geq"))
+HALF_TURN = HALF_TURN_SAME | {t for pair in HALF_TURN_PAIRS for t in pair}
+
+
+def half_turn_lookalike(tokens: Sequence[str]) -> bool:
+    """Does the formula, turned by half, read as a formula (every token a HALF_TURN one)?
+    benchmarks/orientation.py reports these apart: no classifier is to blame for them."""
+    return all(t in HALF_TURN for t in tokens)
+
+
 SYMBOL = 16  # px: the median symbol size every canvas is brought to
 
 
