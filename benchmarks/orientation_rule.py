@@ -64,6 +64,24 @@ def readings(rec: Recognizer, grays: list[np.ndarray], truths: list[list[str]]
     return score, right
 
 
+def cached_readings(path: Path | None, model: str, samples: list, grays: list[np.ndarray]
+                    ) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`readings` of ``model``, from the .npz cache ``path`` when it holds this model's
+    readings of these images, else decoded (and written to ``path`` when given)."""
+    keys = np.array([str(s.image) for s in samples])
+    if path and path.exists():
+        cached = np.load(path)
+        if str(cached["model"]) != model or not np.array_equal(cached["keys"], keys):
+            raise SystemExit(f"{path}: readings of another model or data set; "
+                             "delete it or name another file")
+        return cached["score"], cached["right"]
+    score, right = readings(Recognizer.load(model), grays, [list(s.tokens) for s in samples])
+    if path:
+        with open(path, "wb") as f:  # the name as given: savez adds no suffix
+            np.savez(f, model=model, keys=keys, score=score, right=right)
+    return score, right
+
+
 def grid(probs: dict[str, np.ndarray], score: np.ndarray, right: np.ndarray,
          view: int = 0) -> list[dict]:
     """Every rule scored. probs[prior]: (N, 4 true angles, 4 candidates)."""
@@ -92,6 +110,28 @@ def grid(probs: dict[str, np.ndarray], score: np.ndarray, right: np.ndarray,
     return rows
 
 
+def choose(rows: list[dict], floor: float) -> dict:
+    """Among the rules that keep at least ``floor`` of upright images upright, the best
+    macro F1 less PRICE_PER_READ a reading (ties: fewer readings)."""
+    fit = [r for r in rows if r["upright_kept"] >= floor]
+    if not fit:
+        raise SystemExit(f"no rule keeps {100 * floor:.2f}% of upright images upright")
+    return max(fit, key=lambda r: (r["macro_f1"] - PRICE_PER_READ * r["reads"], -r["reads"]))
+
+
+def errors(probs: np.ndarray, score: np.ndarray, rule: dict, samples: list) -> str:
+    """Where a rule errs: on formulas that read as a formula turned by half, on short ones
+    (1-3 tokens), on the others. probs: (N, 4 true angles, 4 candidates)."""
+    net = (np.arange(4)[:, None] - np.arange(4)[None, :]) % 4
+    wrong = reread_choice(probs, score[:, net], rule["weight"], rule["below"],
+                          rule["top"] or 2) != np.arange(4)
+    alike = np.array([half_turn_lookalike(s.tokens) for s in samples])
+    short = np.array([len(s.tokens) <= 3 for s in samples])
+    return (f"errors: {wrong.sum()} of {wrong.size}; on the {alike.sum()} formulas that read "
+            f"as a formula turned by half {wrong[alike].sum()}, on the {short.sum()} of 1-3 "
+            f"tokens {wrong[short].sum()}, on the others {wrong[~alike & ~short].sum()}")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--data", type=Path, default=Path("data/crohme/val"))
@@ -112,7 +152,6 @@ def main() -> None:
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     orienter = Orienter.load(args.orienter)
-    rec = Recognizer.load(args.model)
     samples, _ = read_layout(args.data)
     samples = samples[:args.limit or None]
     grays = [load_image(s.image) for s in samples]
@@ -127,27 +166,12 @@ def main() -> None:
         for name, prior in (("on", orienter.prior), ("off", None)):
             o = Orienter(orienter.model, orienter.cfg, prior, orienter.tta)
             probs[v][name] = o.decide(evidence).reshape(len(grays), len(ANGLES), len(ANGLES))
-    keys = np.array([str(s.image) for s in samples])
-    if args.readings and args.readings.exists():
-        cached = np.load(args.readings)
-        if str(cached["model"]) != args.model or not np.array_equal(cached["keys"], keys):
-            raise SystemExit(f"{args.readings}: readings of another model or data set; "
-                             "delete it or name another file")
-        score, right = cached["score"], cached["right"]
-    else:
-        score, right = readings(rec, grays, [list(s.tokens) for s in samples])
-        if args.readings:
-            with open(args.readings, "wb") as f:  # the name as given: savez adds no suffix
-                np.savez(f, model=args.model, keys=keys, score=score, right=right)
+    score, right = cached_readings(args.readings, args.model, samples, grays)
     rows = [r for v in views for r in grid(probs[v], score, right, v)]
     alone = {(r["view"], r["prior"]): r for r in rows if r["weight"] == 0}
     floor = (args.floor if args.floor is not None else
              alone[views[0], "on" if orienter.prior is not None else "off"]["upright_kept"])
-    fit = [r for r in rows if r["upright_kept"] >= floor]
-    if not fit:
-        raise SystemExit(f"no rule keeps {100 * floor:.2f}% of upright images upright")
-    chosen = max(fit, key=lambda r: (r["macro_f1"] - PRICE_PER_READ * r["reads"],
-                                     -r["reads"]))
+    chosen = choose(rows, floor)
     print(f"{args.data}: {len(grays)} images x 4 angles; upright ExpRate of {args.model}: "
           f"{100 * right[:, 0].mean():.2f}%; upright floor {100 * floor:.2f}%\n")
     print("| view | prior | re-read weight | below | top | accuracy % | macro F1 % | "
@@ -164,17 +188,8 @@ def main() -> None:
               f"{100 * r['upright_kept']:.2f} | {100 * r['exprate']:.2f} | "
               f"{100 * r['exprate_upright']:.2f} | {r['reread_share']:.3f} | "
               f"{r['reads']:.3f} |")
-    # where the chosen rule errs: formulas that read as a formula turned by half, short ones
-    p = probs[chosen["view"]][chosen["prior"]]
-    net = (np.arange(4)[:, None] - np.arange(4)[None, :]) % 4
-    wrong = reread_choice(p, score[:, net], chosen["weight"], chosen["below"],
-                          chosen["top"] or 2) != np.arange(4)
-    alike = np.array([half_turn_lookalike(s.tokens) for s in samples])
-    short = np.array([len(s.tokens) <= 3 for s in samples])
-    print(f"\nthe chosen rule's errors: {wrong.sum()} of {wrong.size}; on the {alike.sum()} "
-          f"formulas that read as a formula turned by half {wrong[alike].sum()}, on the "
-          f"{short.sum()} of 1-3 tokens {wrong[short].sum()}, on the others "
-          f"{wrong[~alike & ~short].sum()}")
+    where = errors(probs[chosen["view"]][chosen["prior"]], score, chosen, samples)
+    print(f"\nthe chosen rule's {where}")
     if args.csv:
         with open(args.csv, "w", newline="") as f:
             w = csv.DictWriter(f, fieldnames=list(rows[0]))

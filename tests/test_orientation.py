@@ -261,12 +261,32 @@ def test_ink_crops_are_near_ink_and_not_at_a_fixed_offset():
     assert blank.shape == (1, 8, 8) and blank.max() == 0
 
 
+def test_ink_crops_zoom_the_strokes_by_up_to_scale():
+    c = np.zeros((128, 128), np.uint8)
+    c[56:72, 40:88] = 255  # a 16-px-high bar
+
+    def bar_heights(crops: np.ndarray) -> np.ndarray:
+        return np.array([(cr > 127).any(1).sum() for cr in crops])
+    plain = bar_heights(ink_crops(np.repeat(c[None], 100, 0), 64, np.random.default_rng(0)))
+    zoomed = bar_heights(ink_crops(np.repeat(c[None], 300, 0), 64, np.random.default_rng(0),
+                                   scale=0.5))
+    assert (plain == 16).all()
+    assert zoomed.min() >= 16 / 1.5 - 1 and zoomed.max() <= 16 * 1.5 + 1
+    assert zoomed.min() < 13 and zoomed.max() > 20  # both ways
+
+
 def test_pooling_averages_only_cells_with_ink():
     image = torch.zeros(1, 1, 16, 16)
     image[0, 0, 0:4, 0:4] = 1.0  # ink in the top-left 8x8 cell only
     features = torch.arange(4.0).reshape(1, 1, 2, 2)  # 2x2 cells of 8x8 pixels
     assert ink_mean_pool(features, image).item() == 0.0
     assert ink_mean_pool(features, torch.zeros(1, 1, 16, 16)).item() == 1.5  # no ink: all
+
+
+def test_fit_refuses_a_scale_without_crops():
+    train, val = synthetic_set(8, 32, 0), synthetic_set(4, 32, 1)
+    with pytest.raises(ConfigError, match="train.scale"):
+        fit(tiny_config(scale=0.2), train, val, np.arange(4), log=lambda _: None)
 
 
 def test_build_checks_transfer_settings():

@@ -199,6 +199,9 @@ class OrientationTrainConfig:
     # Train on squares of this many pixels around random ink of the canvas (0: the whole
     # canvas). The model pools over ink cells, so it still reads whole canvases.
     crop: int = 64
+    # Zoom each crop by up to this much either way (log-uniform; 0: none), so that the
+    # model reads symbols a little off the size the canvas brought them to.
+    scale: float = 0.0
     lr: float = 2e-3
     weight_decay: float = 1e-4
     batch_size: int = 64

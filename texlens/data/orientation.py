@@ -71,12 +71,12 @@ def symbol_size(ink: np.ndarray) -> float | None:
     return float(np.median(side)) if side.size else None
 
 
-def _normalised(gray: np.ndarray) -> np.ndarray:
-    """Ink bright on zero, median symbol SYMBOL px, contrast stretched."""
+def _normalised(gray: np.ndarray, symbol: int = SYMBOL) -> np.ndarray:
+    """Ink bright on zero, median symbol ``symbol`` px, contrast stretched."""
     g = ink_bright(gray)
     measured = symbol_size(g)
     if measured:
-        f = SYMBOL / measured
+        f = symbol / measured
         h, w = g.shape
         g = cv2.resize(g, (max(1, round(w * f)), max(1, round(h * f))),
                        interpolation=cv2.INTER_AREA if f < 1 else cv2.INTER_LINEAR)
@@ -122,22 +122,23 @@ def canvas(gray: np.ndarray, size: int) -> np.ndarray:
 VIEW_STEP = 16  # px: a view's sides are multiples of this (few distinct shapes to batch)
 
 
-def view(gray: np.ndarray, longest: int) -> np.ndarray:
+def view(gray: np.ndarray, longest: int, symbol: int = SYMBOL) -> np.ndarray:
     """Like :func:`canvas`, but the window is the ink's bounding box plus a margin of
-    SYMBOL px, each side rounded up to VIEW_STEP and cut to at most ``longest``: the whole
+    one symbol, each side rounded up to VIEW_STEP and cut to at most ``longest``: the whole
     of a formula up to that length, and no blank paper beyond it.
 
     The classifier is fully convolutional and averages over the cells that hold ink, so
     a wider view is more of the formula voting, not a new kind of input: trained on 128-px
     canvases, it told angles apart better on whole formulas (docs/RESULTS.md, 2026-12-05
-    fourth)."""
-    g = _normalised(gray)
+    fourth). ``symbol`` (px) brings the median symbol to another size than the classifier's
+    (benchmarks/orientation_ensembles.py: does averaging over sizes help?)."""
+    g = _normalised(gray, symbol)
     box = _ink_box(g)
     if box is None:
         return np.zeros((VIEW_STEP * 4, VIEW_STEP * 4), np.uint8)
 
     def side(extent: int) -> int:
-        padded = -(-(extent + 2 * SYMBOL) // VIEW_STEP) * VIEW_STEP
+        padded = -(-(extent + 2 * symbol) // VIEW_STEP) * VIEW_STEP
         return max(VIEW_STEP * 4, min(longest, padded))
 
     return _cut(g, box, side(box[1] - box[0] + 1), side(box[3] - box[2] + 1))
@@ -154,25 +155,37 @@ def add_margin(gray: np.ndarray, share: float, rng: np.random.Generator) -> np.n
                               value=int(np.median(border)))
 
 
-def ink_crops(canvases: np.ndarray, size: int, rng: np.random.Generator) -> np.ndarray:
+def ink_crops(canvases: np.ndarray, size: int, rng: np.random.Generator,
+              scale: float = 0.0) -> np.ndarray:
     """(N, S, S) canvases -> (N, size, size): a square near a random ink pixel of each
     (the canvas centre for a blank one), blank paper beyond the canvas.
 
     The square is shifted off that pixel at random: were the pixel always at the same
     place, turning the crop would move a guaranteed ink pixel by one, and the model
     learns that instead of the strokes (it did: 73% direction accuracy on such crops,
-    chance on whole canvases)."""
-    half, jitter = size // 2, size // 4
+    chance on whole canvases).
+
+    ``scale`` > 0 zooms each crop by a factor drawn log-uniformly in [1 / (1 + scale),
+    1 + scale]: the symbol size that :func:`canvas` measures is the median of connected
+    components, which a writer who joins letters or writes large scripts throws off, so
+    the model should not rely on symbols being exactly SYMBOL px."""
     out = np.zeros((len(canvases), size, size), np.uint8)
     for i, c in enumerate(canvases):
+        side = size
+        if scale > 0:
+            side = max(8, round(size / np.exp(rng.uniform(-1, 1) * np.log1p(scale))))
+        half, jitter = side // 2, side // 4
         ys, xs = np.nonzero(c > 64)
         j = rng.integers(len(ys)) if len(ys) else None
         cy, cx = (ys[j], xs[j]) if j is not None else (c.shape[0] // 2, c.shape[1] // 2)
         dy, dx = (int(v) for v in rng.integers(-jitter, jitter + 1, 2))
         top, left = cy + dy - half, cx + dx - half
         y0, x0 = max(top, 0), max(left, 0)
-        y1, x1 = min(top + size, c.shape[0]), min(left + size, c.shape[1])
-        out[i, y0 - top:y1 - top, x0 - left:x1 - left] = c[y0:y1, x0:x1]
+        y1, x1 = min(top + side, c.shape[0]), min(left + side, c.shape[1])
+        crop = np.zeros((side, side), np.uint8)
+        crop[y0 - top:y1 - top, x0 - left:x1 - left] = c[y0:y1, x0:x1]
+        out[i] = crop if side == size else cv2.resize(
+            crop, (size, size), interpolation=cv2.INTER_AREA if side > size else cv2.INTER_LINEAR)
     return out
 
 

@@ -202,6 +202,9 @@ def fit(cfg: OrientationConfig, train: OrientationSet, val: OrientationSet,
     if t.balance not in BALANCE:
         raise ConfigError(f"orientation train.balance must be one of {', '.join(BALANCE)}, "
                           f"not {t.balance!r}")
+    if t.scale < 0 or (t.scale and not t.crop):
+        raise ConfigError(f"orientation train.scale must be >= 0, and needs train.crop; got "
+                          f"scale {t.scale}, crop {t.crop}")
     draw = cfg.data.prior if t.balance == "loss" else [1 / len(ANGLES)] * len(ANGLES)
     weights = class_weights(cfg.data.prior) if t.balance == "loss" else None
     params = [p for p in model.parameters() if p.requires_grad]
@@ -223,7 +226,7 @@ def fit(cfg: OrientationConfig, train: OrientationSet, val: OrientationSet,
                 y = torch.from_numpy(labels[idx])
                 x = train.canvases[idx]
                 if t.crop:
-                    x = ink_crops(x, t.crop, rng)
+                    x = ink_crops(x, t.crop, rng, t.scale)
                 loss = F.cross_entropy(model(to_batch(x, labels[idx])), y, weight=weights)
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
