@@ -193,6 +193,14 @@ def test_predict_skips_unreadable_files_and_exits_1(trained, tmp_path):
     assert "1 of 4 files could not be read" in result.stderr
 
 
+def test_predict_reads_a_dataset_directory(trained):
+    # a dataset directory keeps its images in images/, beside caption.txt
+    result = invoke("predict", "--model", trained["model"], trained["val_dir"])
+    assert result.exit_code == 0, result.output
+    printed = [Path(line.split("\t")[0]) for line in result.stdout.splitlines()]
+    assert printed and all(p.parent == Path(trained["val_dir"]) / "images" for p in printed)
+
+
 def test_predict_without_images(trained, tmp_path):
     assert_clean_error(invoke("predict", "--model", trained["model"], tmp_path), 2,
                        "no images found")

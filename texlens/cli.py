@@ -50,13 +50,20 @@ def _progress() -> Progress:
 
 
 def _expand(paths: list[str]) -> list[Path]:
-    """Files, directories (their images, sorted) and glob patterns, in the order given."""
+    """Files, directories (their images, sorted; a dataset directory's ``images/`` when
+    it holds none itself, as ``examples/handwritten`` does) and glob patterns, in the order
+    given."""
     from texlens.data.image import IMAGE_SUFFIXES
+
+    def images(d: Path) -> list[Path]:
+        return sorted(f for f in d.iterdir() if f.suffix.lower() in IMAGE_SUFFIXES)
+
     out: list[Path] = []
     for p in paths:
         path = Path(p)
         if path.is_dir():
-            out += sorted(f for f in path.iterdir() if f.suffix.lower() in IMAGE_SUFFIXES)
+            found = images(path)
+            out += found or (images(path / "images") if (path / "images").is_dir() else [])
         elif any(c in p for c in "*?["):
             out += [Path(f) for f in sorted(glob.glob(p, recursive=True))]
         else:
