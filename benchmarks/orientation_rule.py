@@ -18,8 +18,9 @@ read at its `top` likeliest angles). --views also tries how much of the image th
 classifier sees (``Orienter.view``: 0 is its square training canvas, L the whole formula
 up to L px). Among the rules that keep at least as many upright images upright as the
 classifier alone at the first view (or --floor), the chosen one has the best macro F1 less
-PRICE_PER_READ for each reading an image; --write stores it (view, prior and re-reading)
-in the orienter file.
+PRICE_PER_READ for each reading an image, and where it errs is printed (formulas that
+read as a formula turned by half, short ones, the others); --write stores it (view, prior
+and re-reading) in the orienter file.
 """
 
 from __future__ import annotations
