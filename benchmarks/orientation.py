@@ -50,6 +50,7 @@ def pct(x: float) -> str:
 
 LENGTHS = ((1, 3), (4, 6), (7, 10), (11, 20), (21, 10_000))
 
+
 def by_group(tokens: list[list[str]], truth: np.ndarray, pred: np.ndarray) -> list[dict]:
     """Accuracy of the balanced copy (4 rows an image) by the caption's token count, then
     on the formulas that read as a formula turned by half (:func:`half_turn_lookalike`)
@@ -73,7 +74,7 @@ def classifier_rows(orienter: Orienter, data: Path, seed: int,
     """Scores on the balanced and imbalanced rotated copies of one test set; with ``rec``,
     also the whole decision rule of --auto-rotate (the recogniser re-reading unsure half
     turns, when the orienter file has a reread weight). Returns the rows, the confusion
-    matrices and the accuracy by caption length, the last two by rule."""
+    matrices and the accuracy by formula group (:func:`by_group`), the last two by rule."""
     samples, _ = read_layout(data)
     grays = [load_image(s.image) for s in samples]
     tokens = [list(s.tokens) for s in samples]
