@@ -83,13 +83,20 @@ def cached_readings(path: Path | None, model: str, samples: list, grays: list[np
     return score, right
 
 
+def by_candidate(per_turn: np.ndarray) -> np.ndarray:
+    """(N, 4) values of each image's reading turned by 0/90/180/270 -> (N, 4 true angles,
+    4 candidates): an image at angle t turned back by candidate c ends up (t - c) from
+    upright, and its reading depends only on that."""
+    k = per_turn.shape[1]
+    return per_turn[:, (np.arange(k)[:, None] - np.arange(k)[None, :]) % k]
+
+
 def grid(probs: dict[str, np.ndarray], score: np.ndarray, right: np.ndarray,
          view: int = 0) -> list[dict]:
     """Every rule scored. probs[prior]: (N, 4 true angles, 4 candidates)."""
     n, k = score.shape
     truth = np.broadcast_to(np.arange(k), (n, k))
-    net = (np.arange(k)[:, None] - np.arange(k)[None, :]) % k  # [true, candidate]
-    reading, correct = score[:, net], right[:, net]  # (N, true, candidate)
+    reading, correct = by_candidate(score), by_candidate(right)
     idx = np.indices(truth.shape)
     rows = []
     for (prior, p), weight, below, top in itertools.product(probs.items(), WEIGHTS, BELOW,
@@ -123,9 +130,8 @@ def choose(rows: list[dict], floor: float) -> dict:
 def errors(probs: np.ndarray, score: np.ndarray, rule: dict, samples: list) -> str:
     """Where a rule errs: on formulas that read as a formula turned by half, on short ones
     (1-3 tokens), on the others. probs: (N, 4 true angles, 4 candidates)."""
-    net = (np.arange(4)[:, None] - np.arange(4)[None, :]) % 4
-    wrong = reread_choice(probs, score[:, net], rule["weight"], rule["below"],
-                          rule["top"] or 2) != np.arange(4)
+    wrong = reread_choice(probs, by_candidate(score), rule["weight"], rule["below"],
+                          rule["top"] or 2) != np.arange(len(ANGLES))
     alike = np.array([half_turn_lookalike(s.tokens) for s in samples])
     short = np.array([len(s.tokens) <= 3 for s in samples])
     return (f"errors: {wrong.sum()} of {wrong.size}; on the {alike.sum()} formulas that read "
