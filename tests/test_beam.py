@@ -8,9 +8,10 @@ import math
 import pytest
 import torch
 
-from texlens.config import ModelConfig
-from texlens.decoding import _blocked, beam_search, greedy_decode, length_limits
+from texlens.config import Config, ModelConfig
+from texlens.decoding import _blocked, beam_search, greedy_decode, length_limits, trim_runaway
 from texlens.models.satrn import build_model
+from texlens.recognizer import Recognizer
 from texlens.tokens import Vocab
 
 
@@ -167,3 +168,50 @@ def test_beam_reads_long_repetitive_formulas_in_tall_images(beam):
     assert guarded[0][0].ids != seq
     limited = beam_search(TableModel(table), x, None, beam=beam, tokens_per_height=8.0)
     assert len(limited[0][0].ids) < len(seq)
+
+
+def test_trim_runaway_keeps_a_trailing_loop_once():
+    assert trim_runaway([1, 2, 3, 4, 5, 4, 5, 4, 5, 4, 5]) == [1, 2, 3, 4, 5]
+    assert trim_runaway([7, 8] + [9] * 30) == [7, 8, 9]
+    # The shortest cut wins ("4 5 4 5" repeated is also "4 5" repeated), and the loop is
+    # kept from where it starts, whatever phase the budget cut it in.
+    assert trim_runaway([1] + [4, 5, 4, 5] * 4) == [1, 4, 5]
+    assert trim_runaway([1, 2] + [3, 4, 5] * 5 + [3]) == [1, 2, 3, 4, 5]
+    # Two copies are not a loop yet (x ^ { 2 } x ^ { 2 }), nor is a cycle longer than asked.
+    assert trim_runaway([1, 2, 3, 2, 3]) == [1, 2, 3, 2, 3]
+    assert trim_runaway([1, 2, 3] * 4, max_period=2) == [1, 2, 3] * 4
+    assert trim_runaway([]) == []
+
+
+def loop_table(prefix: list[int], cycle: list[int], n: int = 200) -> dict:
+    """A model that reads ``prefix`` then repeats ``cycle`` and never stops."""
+    seq = prefix + cycle * n
+    return {tuple(seq[:i]): {seq[i]: 0.9, EOS: 0.1} for i in range(len(seq))}
+
+
+@pytest.mark.parametrize("beam", [1, 3])
+def test_beam_marks_readings_the_length_budget_ended(beam):
+    x = torch.zeros(1, 1, 8, 8)
+    runaway = beam_search(TableModel(loop_table([A], [B, C])), x, None, beam=beam,
+                          max_len=20)[0][0]
+    assert runaway.cut_off and len(runaway.ids) == 19
+    table = {(): {A: 0.9, EOS: 0.1}, (A,): {EOS: 0.9, B: 0.1}}
+    ended = beam_search(TableModel(table), x, None, beam=beam, max_len=20)[0][0]
+    assert ended.ids == [A] and not ended.cut_off
+
+
+@pytest.mark.parametrize("beam", [1, 3])
+def test_recognizer_trims_a_runaway_reading(beam):
+    # Greedy and beam search both hit the budget inside the loop "b c b c ...": the
+    # reading keeps it once, and its confidence says it never ended.
+    vocab = Vocab(list("wabcdxyz"))  # A, B, C = a, b, c
+    cfg = Config()
+    cfg.data.max_tokens = 40
+    rec = Recognizer(TableModel(loop_table([A], [B, C])), cfg, vocab)
+    [pred] = rec.predict_arrays([torch.rand(1, 32, 64).numpy()], beam=beam)
+    assert pred.tokens == ["a", "b", "c"]
+    assert pred.confidence < 0.5
+    table = {(): {A: 0.9, EOS: 0.1}, (A,): {B: 0.9, EOS: 0.1}, (A, B): {EOS: 0.9, B: 0.1}}
+    [done] = Recognizer(TableModel(table), cfg, vocab).predict_arrays(
+        [torch.rand(1, 32, 64).numpy()], beam=beam)
+    assert done.tokens == ["a", "b"]

@@ -103,6 +103,9 @@ def predict(
     tta: Annotated[bool, typer.Option(
         "--tta", help="Test-time views: read each image at 5 sizes and keep the reading "
         "they all score best (slower; PyTorch weights, greedy).")] = False,
+    lines: Annotated[bool, typer.Option(
+        "--lines/--no-lines", help="Read an image of several text lines line by line, "
+        "joined as an aligned block (models that can write one).")] = True,
 ) -> None:
     """Recognise formula images; prints file<TAB>output per image (or JSON lines)."""
     from texlens.data.image import ImageError
@@ -115,6 +118,7 @@ def predict(
         check_format(fmt)
         rec = Recognizer.load(model or [DEFAULT_MODEL], backend=backend, auto_rotate=auto_rotate,
                               tta=tta)
+        rec.read_lines &= lines
         check_rescore(rec.models, beam, rescore)
     except (FormatError, ValueError, *_known_errors()) as e:
         _fail(str(e))
@@ -200,6 +204,9 @@ def evaluate(
     tta: Annotated[bool, typer.Option(
         "--tta", help="Test-time views: read each image at 5 sizes and keep the reading "
         "they all score best (slower; PyTorch weights, greedy).")] = False,
+    lines: Annotated[bool, typer.Option(
+        "--lines/--no-lines", help="Read an image of several text lines line by line, "
+        "joined as an aligned block (models that can write one).")] = True,
 ) -> None:
     """Score a model on a dataset: sentence accuracy (ExpRate), WER, BLEU, NED, render match...
 
@@ -222,6 +229,7 @@ def evaluate(
     try:
         rec = Recognizer.load(model or [DEFAULT_MODEL], backend=backend, auto_rotate=auto_rotate,
                               tta=tta)
+        rec.read_lines &= lines
         other = Recognizer.load(writable_by, backend="torch") if writable_by else None
         with _progress() as prog:
             task = prog.add_task("evaluating", total=None)
@@ -255,6 +263,7 @@ def evaluate(
                                          "unseen_in": [str(f) for f in unseen_in or ()],
                                          "held_out": held_out, "writable_by": writable_by,
                                          "auto_rotate": auto_rotate, "tta": rec.tta,
+                                         "lines": rec.read_lines,
                                          "by_length": result["by_length"],
                                          "by_height": result["by_height"],
                                          "by_symbol_size": result["by_symbol_size"]},

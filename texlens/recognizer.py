@@ -31,7 +31,14 @@ from texlens.data.image import load_image
 from texlens.data.orientation import rotate
 from texlens.data.splits import pack_formulas
 from texlens.data.transforms import input_settings, preprocess, to_tensor_array, view_config
-from texlens.decoding import beam_search, check_rescore, greedy_decode, sequence_logprobs
+from texlens.decoding import (
+    beam_search,
+    check_rescore,
+    greedy_decode,
+    sequence_logprobs,
+    trim_runaway,
+)
+from texlens.lines import LINE_TOKENS, cut_lines, join_lines
 from texlens.tokens import Vocab, join, normalizer
 
 # The model `texlens predict` and `Recognizer.load()` use: printed-base reads the full LaTeX
@@ -73,8 +80,16 @@ class Views(list):
     main: int = 0
 
 
-def main_input(a: np.ndarray | Views) -> np.ndarray:
-    """The model input of a prepared image: itself, or its views' main one."""
+class Lines(list):
+    """One image's model inputs, one per text line (texlens/lines.py): read apart and
+    joined as the rows of an aligned block."""
+
+
+def main_input(a: np.ndarray | Views | Lines) -> np.ndarray:
+    """The model input of a prepared image: itself, its views' main one, or its widest
+    line."""
+    if isinstance(a, Lines):
+        return max(a, key=lambda x: x.shape[-1])
     return a[a.main] if isinstance(a, Views) else a
 
 
@@ -191,6 +206,9 @@ class Recognizer:
         # best on printed-base's validation among 0.6, 1.0 and 1.4 (benchmarks/beam_alpha.py).
         self.beam_alpha = 1.0
         self.set_tta(tta)
+        # Images of several text lines are read line by line (texlens/lines.py) by a model
+        # that can write the aligned block they are joined into; test-time views read whole.
+        self.read_lines = all(t in vocab.stoi for t in LINE_TOKENS)
         # Packed digests of the formulas the model(s) trained on (texlens.data.splits);
         # None when a checkpoint did not record them.
         self.train_formulas: bytes | None = None
@@ -306,10 +324,11 @@ class Recognizer:
         return self._shipped_orienter
 
     def prepare(self, image: ImageInput, name: str | None = None,
-                auto_rotate: bool | None = None) -> np.ndarray | Views:
+                auto_rotate: bool | None = None) -> np.ndarray | Views | Lines:
         """Load and preprocess one image to the model's float input (1, H, W); turned
         upright first when ``auto_rotate`` (default: as loaded) says so. With test-time
-        views (``tta``), one input per view stacked in a ``Views``."""
+        views (``tta``), one input per view stacked in a ``Views``; an image of several
+        text lines, with ``read_lines``, one input per line in a ``Lines``."""
         gray = load_image(image, name)
         orienter = self._orienter(auto_rotate)
         if orienter is not None:
@@ -319,6 +338,8 @@ class Recognizer:
                           for f in self.tta)
             views.main = int(np.argmin([abs(f - 1) for f in self.tta]))
             return views
+        if self.read_lines and len(lines := cut_lines(gray)) > 1:
+            return Lines(to_tensor_array(preprocess(x, self.cfg.data)) for x in lines)
         return to_tensor_array(preprocess(gray, self.cfg.data))
 
     def upright_angle(self, gray: np.ndarray, orienter: Orienter) -> int:
@@ -354,6 +375,8 @@ class Recognizer:
         ``rescore="r2l"`` (beam > 1, bidirectional models) reranks the beam's n-best by
         left-to-right plus right-to-left log-probability (texlens.decoding.combine_r2l).
         """
+        if any(isinstance(a, Lines) for a in arrays):
+            return self._predict_lines(arrays, batch_size, max_len, beam, rescore)
         if arrays and isinstance(arrays[0], Views):
             if beam != 1 or rescore is not None:
                 raise ValueError("test-time views (tta) read greedily: no beam or rescore")
@@ -393,17 +416,44 @@ class Recognizer:
                 hyps = beam_search(self.models, batch["images"], batch["mask"], beam, max_len,
                                    self.beam_alpha, rescore=rescore)
             for row, i in enumerate(idx):
-                best = hyps[row][0]
-                out[i] = self._prediction([*best.ids, Vocab.eos_id], best.probs)
+                best = hyps[row][0]  # a cut-off one without <eos>: trimmed, as greedy
+                out[i] = self._prediction([*best.ids] if best.cut_off else
+                                          [*best.ids, Vocab.eos_id],
+                                          best.probs[:-1] if best.cut_off else best.probs)
                 out[i].nbest = []
                 for h in hyps[row]:  # in the canonical form, like the best reading
-                    toks = self.vocab.decode(h.ids)
+                    toks = self.vocab.decode(trim_runaway(h.ids) if h.cut_off else h.ids)
                     out[i].nbest.append((join(self._canonical(toks, [0.0] * len(toks))[0]),
                                          h.score))
         for i in inked:
             if midtone_share(arrays[i]) > MIDTONE_MAX:
                 out[i].confidence = 0.0  # type: ignore[union-attr]
         return out  # type: ignore[return-value]
+
+    def _predict_lines(self, inputs: Sequence[np.ndarray | Lines], batch_size: int,
+                       max_len: int | None, beam: int, rescore: str | None
+                       ) -> list[Prediction]:
+        """Every line of every image read in one batched pass; an image's lines joined as
+        one aligned block, whose confidence is the product of its lines'."""
+        flat: list[np.ndarray] = []
+        spans = []
+        for a in inputs:
+            parts = list(a) if isinstance(a, Lines) else [a]
+            spans.append((len(flat), len(parts), isinstance(a, Lines)))
+            flat += parts
+        preds = self.predict_arrays(flat, batch_size, max_len, beam, rescore)
+        out = []
+        for start, n, is_lines in spans:
+            if not is_lines:
+                out.append(preds[start])
+                continue
+            parts = preds[start:start + n]
+            toks, probs = join_lines([(p.tokens, p.token_probs or [1.0] * len(p.tokens))
+                                      for p in parts])
+            out.append(Prediction(join(toks), toks, float(np.prod([p.confidence
+                                                                   for p in parts])),
+                                  token_probs=probs))
+        return out
 
     @torch.no_grad()
     def _predict_views(self, inputs: Sequence[Views], batch_size: int,
@@ -442,16 +492,20 @@ class Recognizer:
         """Output ids (through <eos>, if it came) and the probability of each -> Prediction.
         An output cut off by the length budget never chose to stop: its <eos> counts as
         probability 0."""
-        toks, token_probs, eos = [], [], 0.0
+        kept, token_probs, eos = [], [], None
         for i, p in zip(ids, probs, strict=True):
             if i == Vocab.eos_id:
                 eos = p
                 break
             if i not in (Vocab.pad_id, Vocab.sos_id):
-                toks.append(self.vocab.itos[i])
+                kept.append(i)
                 token_probs.append(float(p))
+        if eos is None:  # cut off: the loop it ran into is kept once
+            kept = trim_runaway(kept)
+            token_probs = token_probs[:len(kept)]
+        toks = [self.vocab.itos[i] for i in kept]
         toks, token_probs = self._canonical(toks, token_probs)
-        conf = self.calibration(token_probs, eos)
+        conf = self.calibration(token_probs, eos or 0.0)
         return Prediction(join(toks), toks, conf, token_probs=token_probs)
 
     def _canonical(self, toks: list[str], probs: list[float]) -> tuple[list[str], list[float]]:

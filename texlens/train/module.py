@@ -17,7 +17,7 @@ from lightning.pytorch.callbacks import Timer
 from texlens import metrics
 from texlens.checkpoint import TRAIN_FORMULAS, meta
 from texlens.config import Config
-from texlens.decoding import greedy_decode
+from texlens.decoding import greedy_decode, trim_runaway
 from texlens.models.decoder import L2R, R2L, reverse_sequences
 from texlens.models.satrn import build_model
 from texlens.tokens import Vocab
@@ -142,7 +142,9 @@ class Recognizer(L.LightningModule):
         # runs), never the truth's length: that would stop a run-on prediction for free.
         out, _ = greedy_decode(self.model, batch["images"], batch["mask"],
                                max_len=self.cfg.data.max_tokens)
-        self._preds += [self.vocab.decode(r) for r in out.tolist()]
+        # A cut-off reading keeps its trailing loop once, as Recognizer._prediction does.
+        self._preds += [self.vocab.decode(r if Vocab.eos_id in r else trim_runaway(r))
+                        for r in out.tolist()]
         self._refs += [self.vocab.decode(r) for r in ids.tolist()]
 
     def validation_scores(self) -> dict[str, float]:
