@@ -72,7 +72,8 @@ def test_typeset_aligned_blocks_split_and_single_lines_do_not():
              r"\begin{aligned} x^2 + y^2 &= 1 \\ x - y &\leq 3 \end{aligned}"]
     single = [r"\sum_{i=1}^{n} \frac{1}{i^2} = \frac{\pi^2}{6}", r"\frac{a}{b}",
               r"\bigcup_{i \in I} U_i", r"\left( \begin{matrix} 1 & 2 \\ 3 & 4 \end{matrix}"
-              r" \right)", r"\hat{x} + \bar{y} = \int_0^1 f(t) \, dt"]
+              r" \right)", r"\hat{x} + \bar{y} = \int_0^1 f(t) \, dt",
+              r"\frac{f(x)}{x} = \sin \frac{1}{x}"]
     for font in ("cm", "times"):
         imgs = render_tex(multi + single, font=font, dpi=150)
         assert [len(line_rows(i)) for i in imgs] == [3, 2] + [1] * len(single), font

@@ -105,7 +105,8 @@ def predict(
         "they all score best (slower; PyTorch weights, greedy).")] = False,
     lines: Annotated[bool, typer.Option(
         "--lines/--no-lines", help="Read an image of several text lines line by line, "
-        "joined as an aligned block (models that can write one).")] = True,
+        "joined as an aligned block, and a long line it cannot read whole in pieces "
+        "(models that can write an aligned block).")] = True,
 ) -> None:
     """Recognise formula images; prints file<TAB>output per image (or JSON lines)."""
     from texlens.data.image import ImageError
@@ -206,7 +207,8 @@ def evaluate(
         "they all score best (slower; PyTorch weights, greedy).")] = False,
     lines: Annotated[bool, typer.Option(
         "--lines/--no-lines", help="Read an image of several text lines line by line, "
-        "joined as an aligned block (models that can write one).")] = True,
+        "joined as an aligned block, and a long line it cannot read whole in pieces "
+        "(models that can write an aligned block).")] = True,
 ) -> None:
     """Score a model on a dataset: sentence accuracy (ExpRate), WER, BLEU, NED, render match...
 

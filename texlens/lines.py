@@ -26,14 +26,25 @@ from collections.abc import Sequence
 import cv2
 import numpy as np
 
-from texlens.data.transforms import ink_bright, ink_height
+from texlens.data.transforms import STRIDE, ink_bright, ink_height
 
 GAP = 0.45  # blank rows between two lines, in median symbol heights
 LINE = 0.6  # height of a line's ink, in median symbol heights
+BAR = 0.2  # a fraction bar is at most this thick, in symbol heights
+BAR_REACH = 1.5  # and its rows (an "x" sits low) lie nearer than this, in symbol heights
 BIG_OP = 1.6  # a glyph this many symbol heights tall may have limits (sum, union)
 LIMITS = 1.0  # limits lie nearer their operator than this, in symbol heights
 LIMITS_WIDTH = 3.0  # and are at most this many times as wide as it
 PAD = 0.4  # blank margin kept around a cut-out line, in median symbol heights
+
+# A line wider than PIECE_WIDTH model-input pixels (some 40 tokens) that the model reads
+# with a confidence under PIECE_CONFIDENCE, i.e. almost surely wrong, is read again in
+# pieces cut at blank columns at least PIECE_GAP symbol heights wide. Chosen on
+# printed-base's validation (docs/RESULTS.md, "Reading long formulas in parts"): reading
+# every wide line in pieces gained BLEU but broke formulas it read right whole.
+PIECE_WIDTH = 400
+PIECE_CONFIDENCE = 0.02
+PIECE_GAP = 0.3
 
 # What a model must be able to write to read lines apart (Recognizer.read_lines).
 LINE_TOKENS = ("\\begin{aligned}", "\\end{aligned}", "&", "\\\\")
@@ -78,21 +89,25 @@ def line_rows(gray: np.ndarray, gap: float = GAP, line: float = LINE,
     def span(g: list[tuple[int, int]]) -> tuple[int, int]:
         return g[0][0], g[-1][1]
 
-    def bar_over(g: list[tuple[int, int]], other: tuple[int, int], below: bool) -> bool:
-        """Whether g holds a fraction bar for ``other``: a thin run of its own, within
-        ``limits`` symbol heights of it, as wide as it (a display fraction's rows lie 0.7
-        symbol heights from the bar, farther than lines of some aligned blocks)."""
-        left, right = cols(*other)
-        for top, bottom in g:
-            near = other[0] - bottom if below else top - other[1]
-            if bottom - top < line * symbol and 0 < near < limits * symbol:
-                bl, br = cols(top, bottom)
-                if bl <= left + 1 and br >= right - 1:
-                    return True
-        return False
-
     _, _, stats, _ = cv2.connectedComponentsWithStats(ink.astype(np.uint8), connectivity=8)
     tall = stats[1:][stats[1:, cv2.CC_STAT_HEIGHT] >= BIG_OP * symbol]
+    # Fraction bars (and other flat strokes): at most BAR symbol heights thick, wider.
+    h, w = stats[1:, cv2.CC_STAT_HEIGHT], stats[1:, cv2.CC_STAT_WIDTH]
+    bars = stats[1:][(h <= max(2, BAR * symbol)) & (w >= 2 * h)]
+
+    def bar_over(g: list[tuple[int, int]], other: tuple[int, int], below: bool) -> bool:
+        """Whether ``other`` is the numerators (or denominators) of fraction bars in g:
+        thin strokes of g within BAR_REACH symbol heights of it that cover every inked
+        column of it (a display fraction's rows may lie farther from its bar than the
+        lines of an aligned block from each other)."""
+        near = bars[(bars[:, 1] >= g[0][0]) & (bars[:, 1] + bars[:, 3] <= g[-1][1])]
+        edge = near[:, 1] + near[:, 3] if below else near[:, 1]
+        dist = other[0] - edge if below else edge - other[1]
+        near = near[(dist > 0) & (dist < BAR_REACH * symbol)]
+        covered = np.zeros(ink.shape[1], bool)
+        for x, _, w, _, _ in near:
+            covered[max(x - 1, 0):x + w + 1] = True
+        return len(near) > 0 and bool(covered[ink[other[0]:other[1]].any(0)].all())
 
     def limits_of(g: tuple[int, int], other: tuple[int, int], below: bool) -> bool:
         """Whether g is a big operator's limits in ``other``: under (or over) a tall glyph
@@ -141,6 +156,41 @@ def cut_lines(gray: np.ndarray) -> list[np.ndarray]:
         cols = np.flatnonzero((bright[top:bottom] > 127).any(0))
         left, right = max(0, cols[0] - pad), min(gray.shape[1], cols[-1] + 1 + pad)
         out.append(gray[max(0, top - pad):min(gray.shape[0], bottom + pad), left:right])
+    return out
+
+
+def cut_pieces(a: np.ndarray, width: int = PIECE_WIDTH, gap: float = PIECE_GAP
+               ) -> list[np.ndarray]:
+    """A model input of one line, (1, H, W) floats with bright ink, cut at its widest
+    blank columns (at least ``gap`` symbol heights wide; the one nearer the middle among
+    equals) until every piece is at most ``width`` wide or has no such column left. Each
+    piece keeps half of the gap on either side and is padded to the CNN's stride."""
+    img = (a[0] * 255).astype(np.uint8)
+    inked = (img > 127).any(0)
+    cols = np.flatnonzero(inked)
+    symbol = ink_height(img)
+    if len(cols) == 0 or symbol is None:
+        return [a]
+    blanks = [(lo, hi) for lo, hi in _runs(~inked)
+              if lo > cols[0] and hi <= cols[-1] and hi - lo >= gap * symbol]
+
+    def split(lo: int, hi: int) -> list[tuple[int, int]]:
+        inside = [(b0, b1) for b0, b1 in blanks if lo < b0 and b1 < hi]
+        if hi - lo <= width or not inside:
+            return [(lo, hi)]
+        mid = (lo + hi) / 2
+        b0, b1 = max(inside, key=lambda b: (b[1] - b[0], -abs((b[0] + b[1]) / 2 - mid)))
+        cut = (b0 + b1) // 2
+        return split(lo, cut) + split(cut, hi)
+
+    spans = split(0, img.shape[1])
+    if len(spans) == 1:
+        return [a]
+    out = []
+    for lo, hi in spans:
+        piece = a[:, :, lo:hi]
+        pad = -piece.shape[-1] % STRIDE
+        out.append(np.pad(piece, ((0, 0), (0, 0), (0, pad))) if pad else piece)
     return out
 
 

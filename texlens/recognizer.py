@@ -38,7 +38,14 @@ from texlens.decoding import (
     sequence_logprobs,
     trim_runaway,
 )
-from texlens.lines import LINE_TOKENS, cut_lines, join_lines
+from texlens.lines import (
+    LINE_TOKENS,
+    PIECE_CONFIDENCE,
+    PIECE_WIDTH,
+    cut_lines,
+    cut_pieces,
+    join_lines,
+)
 from texlens.tokens import Vocab, join, normalizer
 
 # The model `texlens predict` and `Recognizer.load()` use: printed-base reads the full LaTeX
@@ -206,8 +213,9 @@ class Recognizer:
         # best on printed-base's validation among 0.6, 1.0 and 1.4 (benchmarks/beam_alpha.py).
         self.beam_alpha = 1.0
         self.set_tta(tta)
-        # Images of several text lines are read line by line (texlens/lines.py) by a model
-        # that can write the aligned block they are joined into; test-time views read whole.
+        # Images of several text lines are read line by line, and wide lines it cannot read
+        # whole in pieces (texlens/lines.py), by a model that can write the aligned block
+        # lines are joined into; test-time views read whole.
         self.read_lines = all(t in vocab.stoi for t in LINE_TOKENS)
         # Packed digests of the formulas the model(s) trained on (texlens.data.splits);
         # None when a checkpoint did not record them.
@@ -356,7 +364,8 @@ class Recognizer:
         arrays = [to_tensor_array(preprocess(rotate(gray, -ANGLES[c]), self.cfg.data))
                   for c in cands]
         reading = np.zeros(len(ANGLES))
-        for c, p in zip(cands, self.predict_arrays(arrays, len(arrays)), strict=True):
+        # Read whole, as the rule was chosen (texlens/lines.py's pieces would change it).
+        for c, p in zip(cands, self._decode(arrays, len(arrays), None, 1, None), strict=True):
             reading[c] = mean_log_prob(p)
         return ANGLES[orienter.choose(probs, reading)]
 
@@ -382,6 +391,37 @@ class Recognizer:
                 raise ValueError("test-time views (tta) read greedily: no beam or rescore")
             return self._predict_views(arrays, batch_size, max_len)  # type: ignore[arg-type]
         check_rescore(self.models, beam, rescore)
+        out = self._decode(arrays, batch_size, max_len, beam, rescore)
+        if self.read_lines:
+            self._read_pieces(arrays, out, batch_size, max_len, beam, rescore)
+        for i, a in enumerate(arrays):
+            if not looks_blank(a) and midtone_share(a) > MIDTONE_MAX:
+                out[i].confidence = 0.0
+        return out
+
+    def _read_pieces(self, arrays: Sequence[np.ndarray], out: list[Prediction],
+                     batch_size: int, max_len: int | None, beam: int, rescore: str | None
+                     ) -> None:
+        """Wide lines read with a confidence under PIECE_CONFIDENCE read again in pieces
+        (texlens/lines.py), their readings joined; ``out`` is updated in place."""
+        jobs = [(i, pieces) for i, a in enumerate(arrays)
+                if a.shape[-1] > PIECE_WIDTH and out[i].confidence < PIECE_CONFIDENCE
+                and not looks_blank(a) and len(pieces := cut_pieces(a)) > 1]
+        if not jobs:
+            return
+        preds = iter(self._decode([p for _, pieces in jobs for p in pieces], batch_size,
+                                  max_len, beam, rescore))
+        for i, pieces in jobs:
+            parts = [next(preds) for _ in pieces]
+            toks = [t for p in parts for t in p.tokens]
+            probs = [q for p in parts for q in p.token_probs or [1.0] * len(p.tokens)]
+            out[i] = Prediction(join(toks), toks, float(np.prod([p.confidence for p in parts])),
+                                token_probs=probs)
+
+    @torch.no_grad()
+    def _decode(self, arrays: Sequence[np.ndarray], batch_size: int, max_len: int | None,
+                beam: int, rescore: str | None) -> list[Prediction]:
+        """Each input read whole: greedy or beam search, on PyTorch or onnxruntime."""
         out: list[Prediction | None] = [None] * len(arrays)
         inked = []
         for i, a in enumerate(arrays):
@@ -425,9 +465,6 @@ class Recognizer:
                     toks = self.vocab.decode(trim_runaway(h.ids) if h.cut_off else h.ids)
                     out[i].nbest.append((join(self._canonical(toks, [0.0] * len(toks))[0]),
                                          h.score))
-        for i in inked:
-            if midtone_share(arrays[i]) > MIDTONE_MAX:
-                out[i].confidence = 0.0  # type: ignore[union-attr]
         return out  # type: ignore[return-value]
 
     def _predict_lines(self, inputs: Sequence[np.ndarray | Lines], batch_size: int,
