@@ -8,7 +8,7 @@ import torch
 
 from texlens.config import Config
 from texlens.data.synth.tex import render_tex, tex_missing
-from texlens.lines import alignment_point, cut_lines, join_lines, line_rows
+from texlens.lines import alignment_point, cut_lines, cut_pieces, join_lines, line_rows
 from texlens.recognizer import Lines, Recognizer
 from texlens.tokens import Vocab
 
@@ -119,3 +119,67 @@ def test_recognizer_reads_lines_apart_and_joins_them():
     assert pred.latex == "\\begin{aligned} a & = b \\\\ & = c \\end{aligned}"
     # A vocabulary without the aligned block reads the image whole.
     assert not Recognizer(Lookup(), cfg, Vocab(["a", "=", "b", "c"])).read_lines
+
+
+def strip(widths_gaps: list[tuple[int, int]], height: int = 32) -> np.ndarray:
+    """A model input (1, H, W), bright ink: glyph blocks of the given widths, each
+    followed by the given blank gap."""
+    total = sum(w + g for w, g in widths_gaps) + 8
+    a = np.zeros((1, height, total), np.float32)
+    x = 4
+    for w, g in widths_gaps:
+        a[0, 9:23, x:x + w] = 1.0
+        x += w + g
+    return a
+
+
+def test_long_lines_are_cut_at_their_widest_blank_columns():
+    # Words of glyphs 2 px apart, words 9 px apart (the symbols are 14 px high).
+    word = [(8, 2)] * 9 + [(8, 9)]
+    a = strip(word * 8)  # 8 words of 107 px: 864 px, cut once in the middle
+    pieces = cut_pieces(a, width=450)
+    assert len(pieces) == 2 and all(p.shape[-1] <= 450 + 8 for p in pieces)
+    assert all(p.shape[-1] % 8 == 0 and p.shape[:2] == a.shape[:2] for p in pieces)
+    assert sum(p.sum() for p in pieces) == a.sum()  # no ink lost or doubled
+    assert len(cut_pieces(a, width=150)) == 8
+    # No blank column wide enough: the line stays whole.
+    assert len(cut_pieces(strip([(8, 2)] * 90), width=400)) == 1
+
+
+class WidthReader(torch.nn.Module):
+    """Reads "a" surely from inputs up to 400 px wide, and "b b" barely from wider ones."""
+
+    def __init__(self):
+        super().__init__()
+        self.decoder = torch.nn.Module()
+        self.decoder.max_len = 50
+
+    def encode(self, images, mask):
+        return mask.any(1).sum(1).float()[:, None, None], None
+
+    def start(self, memory, mem_mask):
+        return {"wide": (memory[:, 0, 0] > 400).tolist(), "t": 0}
+
+    def step(self, tokens, cache):
+        logits = torch.full((len(cache["wide"]), 12), -1e9)
+        for row, wide in enumerate(cache["wide"]):
+            seq = [5, 5] if wide else [4]
+            if cache["t"] < len(seq):
+                logits[row, 4:] = 0.0  # wide: a guess among 8 tokens
+                logits[row, seq[cache["t"]]] = 0.1 if wide else 20.0
+            else:
+                logits[row, Vocab.eos_id] = 0.0
+        cache["t"] += 1
+        return logits
+
+
+def test_recognizer_reads_a_long_line_it_cannot_read_whole_in_pieces():
+    vocab = Vocab(["a", "b", "c", "d", "\\begin{aligned}", "\\end{aligned}", "&", "\\\\"])
+    cfg = Config()
+    rec = Recognizer(WidthReader(), cfg, vocab)
+    word = [(8, 2)] * 9 + [(8, 9)]
+    [pred] = rec.predict_arrays([strip(word * 6)])  # 650 px: two pieces
+    assert pred.tokens == ["a", "a"] and pred.confidence > 0.9
+    rec.read_lines = False
+    [whole] = rec.predict_arrays([strip(word * 6)])
+    assert whole.tokens == ["b", "b"] and whole.confidence < 0.02

@@ -217,6 +217,7 @@ class Recognizer:
         # whole in pieces (texlens/lines.py), by a model that can write the aligned block
         # lines are joined into; test-time views read whole.
         self.read_lines = all(t in vocab.stoi for t in LINE_TOKENS)
+        self.piece_width, self.piece_confidence = PIECE_WIDTH, PIECE_CONFIDENCE
         # Packed digests of the formulas the model(s) trained on (texlens.data.splits);
         # None when a checkpoint did not record them.
         self.train_formulas: bytes | None = None
@@ -402,11 +403,12 @@ class Recognizer:
     def _read_pieces(self, arrays: Sequence[np.ndarray], out: list[Prediction],
                      batch_size: int, max_len: int | None, beam: int, rescore: str | None
                      ) -> None:
-        """Wide lines read with a confidence under PIECE_CONFIDENCE read again in pieces
-        (texlens/lines.py), their readings joined; ``out`` is updated in place."""
+        """Lines wider than ``piece_width`` read with a confidence under
+        ``piece_confidence`` read again in pieces (texlens/lines.py), their readings
+        joined; ``out`` is updated in place."""
         jobs = [(i, pieces) for i, a in enumerate(arrays)
-                if a.shape[-1] > PIECE_WIDTH and out[i].confidence < PIECE_CONFIDENCE
-                and not looks_blank(a) and len(pieces := cut_pieces(a)) > 1]
+                if a.shape[-1] > self.piece_width and out[i].confidence < self.piece_confidence
+                and not looks_blank(a) and len(pieces := cut_pieces(a, self.piece_width)) > 1]
         if not jobs:
             return
         preds = iter(self._decode([p for _, pieces in jobs for p in pieces], batch_size,
