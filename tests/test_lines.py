@@ -56,12 +56,12 @@ def test_white_on_black_is_read_alike():
 
 
 def test_rows_are_aligned_at_their_first_relation():
-    assert alignment_point("x = \\frac { a = b } { 2 }".split()) == 1
-    assert alignment_point("\\frac { a = b } { 2 } \\leq y".split()) == 9
-    assert alignment_point("= 0".split()) == 0
-    assert alignment_point("a + b".split()) is None
-    toks, probs = join_lines([("a = b".split(), [0.9, 0.8, 0.7]), ("= c".split(), [0.6, 0.5]),
-                              ("+ d".split(), [0.4, 0.3])])
+    assert alignment_point(["x", "=", "\\frac", "{", "a", "=", "b", "}", "{", "2", "}"]) == 1
+    assert alignment_point(["\\frac", "{", "a", "=", "b", "}", "{", "2", "}", "\\leq", "y"]) == 9
+    assert alignment_point(["=", "0"]) == 0
+    assert alignment_point(["a", "+", "b"]) is None
+    toks, probs = join_lines([(["a", "=", "b"], [0.9, 0.8, 0.7]), (["=", "c"], [0.6, 0.5]),
+                              (["+", "d"], [0.4, 0.3])])
     assert " ".join(toks) == "\\begin{aligned} a & = b \\\\ & = c \\\\ + d \\end{aligned}"
     assert probs == [1.0, 0.9, 1.0, 0.8, 0.7, 1.0, 1.0, 0.6, 0.5, 1.0, 0.4, 0.3, 1.0]
 
@@ -183,3 +183,12 @@ def test_recognizer_reads_a_long_line_it_cannot_read_whole_in_pieces():
     rec.read_lines = False
     [whole] = rec.predict_arrays([strip(word * 6)])
     assert whole.tokens == ["b", "b"] and whole.confidence < 0.02
+
+
+@needs_tex
+def test_printed_base_reads_a_typeset_aligned_block_line_by_line():
+    # Read whole, printed-base wrote this block with its second row twice (2026-12-05).
+    [img] = render_tex([r"\begin{aligned} x &= a + b \\ y &= 2 c \end{aligned}"], font="cm",
+                       dpi=160)
+    [pred] = Recognizer.load("printed-base", backend="torch").predict([255 - img])
+    assert pred.latex == "\\begin{aligned} x & = a + b \\\\ y & = 2 c \\end{aligned}"

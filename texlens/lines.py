@@ -17,7 +17,7 @@ A matrix or ``cases`` never splits: its delimiters ink every row. Of 800 TeX ren
 of training aligned blocks of several lines, it finds the right number of lines in 781;
 it splits 9 of 3,000 other formulas (mostly undelimited ``array``s and ``matrix``es;
 ``python benchmarks/line_split.py --corpus data/base/corpus/train.txt --out DIR``), and
-4 of the 4,076 CROHME training formulas typeset by TeX (``\lim`` limits, whose operator
+4 of the 4,076 CROHME training formulas typeset by TeX (``\\lim`` limits, whose operator
 is not tall, and nested fractions).
 """
 
