@@ -43,7 +43,7 @@ def make_inkml(strokes: Sequence[Sequence[tuple[float, float]]] = X_PLUS_1["stro
                truth: str | None = X_PLUS_1["truth"], namespace: str | None = INKML_NS,
                prefix: str = "", values: int = 2, integers: bool = True,
                scale: float = 100.0, mathml: bool = True,
-               trace_texts: dict[int, str] | None = None) -> str:
+               trace_texts: dict[int, str] | None = None, writer: str | None = "test") -> str:
     """An InkML document: strokes, an outer Segmentation group of labelled symbols."""
     p = f"{prefix}:" if prefix else ""
     if namespace is None:
@@ -53,7 +53,8 @@ def make_inkml(strokes: Sequence[Sequence[tuple[float, float]]] = X_PLUS_1["stro
     else:
         xmlns = f' xmlns="{namespace}"'
     lines = [f"<{p}ink{xmlns}>"]
-    lines.append(f'<{p}annotation type="writer">test</{p}annotation>')
+    if writer is not None:
+        lines.append(f'<{p}annotation type="writer">{writer}</{p}annotation>')
     if truth is not None:
         lines.append(f'<{p}annotation type="truth">{truth}</{p}annotation>')
     if mathml:

@@ -21,11 +21,11 @@ from typer.testing import CliRunner
 
 from texlens.checkpoint import save_model
 from texlens.cli import app
-from texlens.data.crohme import assign_splits, build_crohme, iter_inkml
+from texlens.data.crohme import WRITERS_SPLIT, assign_splits, build_crohme, iter_inkml
 from texlens.data.crohme_truth import drop_bare_groups, truth_tokens
 from texlens.data.datasets import read_layout
 from texlens.data.image import load_image
-from texlens.data.inkml import read_inkml
+from texlens.data.inkml import InkmlError, read_inkml, read_writer
 from texlens.data.splits import expression_split
 from texlens.data.stroke_augment import StrokeAugment
 from texlens.data.strokes import render_strokes
@@ -141,6 +141,55 @@ def test_split_by_group_keeps_each_expression_on_one_side():
     assert assign_splits(keys, 0.2, groups=spaced) == split
     ungrouped = assign_splits(keys, 0.2, groups={})  # keys without a group: alone
     assert 0 < sum(v == "val" for v in ungrouped.values()) < len(keys)
+
+
+def test_writer_split_holds_out_every_file_of_some_writers():
+    keys = [f"k{i}" for i in range(600)]
+    groups = {k: f"caption {i % 120}" for i, k in enumerate(keys)}
+    writers = {k: f"src/w{i % 40}" for i, k in enumerate(keys) if i % 10}  # 1 in 10: none
+    split = assign_splits(keys, 0.2, groups, writers, 0.3)
+    held = {writers[k] for k in writers if split[k] == WRITERS_SPLIT}
+    assert 0 < len(held) < 40
+    for k in keys:  # a held writer's every file, and nothing else, is held out
+        assert (split[k] == WRITERS_SPLIT) == (writers.get(k) in held)
+    # The rest follows the expression rule unchanged.
+    plain = assign_splits(keys, 0.2, groups)
+    assert all(split[k] == plain[k] for k in keys if split[k] != WRITERS_SPLIT)
+    assert WRITERS_SPLIT not in assign_splits(keys, 0.2, groups, writers, 0.0).values()
+    with pytest.raises(ValueError):
+        assign_splits(keys, 0.2, groups, writers, 1.0)
+
+
+def test_read_writer_reads_the_annotation_only():
+    assert read_writer(make_inkml(writer="KAIST_07").encode()) == "KAIST_07"
+    assert read_writer(make_inkml(writer=None).encode()) is None
+    with pytest.raises(InkmlError, match="bad.inkml: not well-formed"):
+        read_writer(b"<ink><trace>", "bad.inkml")
+
+
+def test_build_with_writers_held_out(tmp_path):
+    root = tmp_path / "ink"
+    for k, (key, truth) in enumerate(TRUTHS.items()):
+        folder = root / ("srcA" if k % 2 else "srcB")
+        folder.mkdir(parents=True, exist_ok=True)
+        # Two sources that both number their writers from 1: w1 of srcA is not w1 of srcB.
+        doc = make_inkml(truth=escape(truth), writer=f"w{k % 3}" if k < 9 else None)
+        (folder / f"{key}.inkml").write_text(doc, encoding="utf-8")
+    (root / "srcA" / "empty.inkml").write_bytes(b"")  # still reported, not fatal
+    rep = build_crohme(root, tmp_path / "out", val_fraction=0.2, workers=1, val_writers=0.5)
+    held = captions(tmp_path / "out" / WRITERS_SPLIT / "caption.txt")
+    train = captions(tmp_path / "out" / "train" / "caption.txt")
+    val = captions(tmp_path / "out" / "val" / "caption.txt")
+    assert rep.written == {"train": len(train), "val": len(val), WRITERS_SPLIT: len(held)}
+    assert sum(rep.written.values()) == 10 and rep.skip_counts == {"malformed": 1}
+    assert 0 < rep.held_writers <= 6 and held and "ext_j" not in held  # ext_j: no writer
+    assert all((tmp_path / "out" / WRITERS_SPLIT / "images" / f"{k}.png").exists()
+               for k in held)
+    res = runner.invoke(app, ["data", "crohme", "--inkml", str(root), "--out",
+                              str(tmp_path / "cli"), "--workers", "1", "--val-fraction", "0.2",
+                              "--val-writers", "0.5"])
+    assert res.exit_code == 0, res.output
+    assert f"{len(held)} val-writers images of {rep.held_writers} writers" in res.output
 
 
 # -- build ---------------------------------------------------------------------------

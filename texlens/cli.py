@@ -865,6 +865,10 @@ def data_crohme(
         min=0.0, max=0.3, help="Local elastic warp of the copies' strokes, in typical "
                                "stroke heights (0: none; 0.1 bends each symbol a little).")]
         = 0.0,
+    val_writers: Annotated[float, typer.Option(
+        min=0.0, max=0.99, help="Share of the writers (<annotation type=\"writer\">, by a "
+        "hash of source and name) whose files all go to OUT/val-writers and none to "
+        "training: validation on new writers.")] = 0.0,
 ) -> None:
     """Render CROHME InkML pen strokes into train/val image datasets."""
     from texlens.data.crohme import build_crohme, write_disagreements
@@ -881,7 +885,7 @@ def data_crohme(
             rep = build_crohme(inkml, out, captions, val_fraction, seed, workers, mode,
                                compare, max_side, copies,
                                progress=lambda k: prog.advance(task, k),
-                               augment=StrokeAugment(warp=warp))
+                               augment=StrokeAugment(warp=warp), val_writers=val_writers)
     except (ValueError, OSError, EOFError, tarfile.TarError, InkmlError) as e:
         _fail(str(e))
     shown = 50
@@ -893,8 +897,10 @@ def data_crohme(
                                      encoding="utf-8")
     reasons = ", ".join(f"{n} {r}" for r, n in rep.skip_counts.most_common()) or "none"
     extra = f" + {rep.copies} distorted copies" if copies else ""
-    print(f"wrote {rep.written['train']} train{extra} and {rep.written['val']} val images to "
-          f"{out} ({len(rep.skipped)} skipped: {reasons}) in {rep.seconds:.1f} s")
+    held = (f", {rep.written['val-writers']} val-writers images of {rep.held_writers} "
+            f"writers" if val_writers else "")
+    print(f"wrote {rep.written['train']} train{extra} and {rep.written['val']} val images"
+          f"{held} to {out} ({len(rep.skipped)} skipped: {reasons}) in {rep.seconds:.1f} s")
     if compare:
         rate = rep.agreed / rep.compared if rep.compared else 0.0
         write_disagreements(out / "compare.tsv", rep.disagreements)

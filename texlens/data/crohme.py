@@ -5,6 +5,7 @@ Input: a directory tree of ``*.inkml`` files, or a tar(.gz) of them read in plac
 
     OUT/train/caption.txt   key<TAB>tokens      OUT/train/images/key.png
     OUT/val/caption.txt                         OUT/val/images/key.png
+    OUT/val-writers/...     with ``val_writers``: every file of some writers
 
 Keys are the InkML file names without ``.inkml``. The validation keys are those whose
 expression ranks below ``val_fraction`` by the split rule of :mod:`texlens.data.splits`,
@@ -30,7 +31,7 @@ import tarfile
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator, Mapping
-from contextlib import nullcontext
+from contextlib import nullcontext, suppress
 from dataclasses import dataclass, field
 from multiprocessing import get_context
 from pathlib import Path
@@ -39,7 +40,7 @@ import cv2
 import numpy as np
 
 from texlens.data.crohme_truth import truth_tokens
-from texlens.data.inkml import InkmlError, read_inkml
+from texlens.data.inkml import InkmlError, read_inkml, read_writer
 from texlens.data.splits import NOT_TRAIN_SHARE, expression_rank
 from texlens.data.stroke_augment import StrokeAugment, augment_strokes, pick_line_width
 from texlens.data.strokes import MODES, RenderBoundError, render_strokes
@@ -47,6 +48,7 @@ from texlens.data.synth.dataset import read_caption_file
 from texlens.tokens import TokenizeError
 
 SPLITS = ("train", "val")
+WRITERS_SPLIT = "val-writers"  # held out by writer (build_crohme's val_writers)
 _TAR_SUFFIXES = (".tar", ".tar.gz", ".tgz", ".tar.bz2", ".tar.xz")
 
 
@@ -86,10 +88,15 @@ def key_of(name: str) -> str:
 
 
 def assign_splits(keys: list[str], val_fraction: float = NOT_TRAIN_SHARE,
-                  groups: Mapping[str, str] | None = None) -> dict[str, str]:
+                  groups: Mapping[str, str] | None = None,
+                  writers: Mapping[str, str] | None = None, writer_fraction: float = 0.0
+                  ) -> dict[str, str]:
     """key -> "train" or "val" by texlens's one split rule: val when the rank of the key's
     expression (``groups``: key -> caption; a key without one is ranked by its name) is
-    below ``val_fraction`` (:func:`texlens.data.splits.expression_rank`).
+    below ``val_fraction`` (:func:`texlens.data.splits.expression_rank`). With
+    ``writer_fraction``, first "val-writers" for every key whose writer (``writers``: key
+    -> writer id) ranks below it, so that no file of those writers is trained on; keys
+    of no known writer are never held out so.
 
     So every writer of an expression lands on one side (split by key, 47% of the
     validation expressions were also training expressions, docs/RESULTS.md), and with the
@@ -99,9 +106,22 @@ def assign_splits(keys: list[str], val_fraction: float = NOT_TRAIN_SHARE,
     one set into the training data of the other."""
     if not 0.0 <= val_fraction < 1.0:
         raise ValueError(f"val_fraction must be in [0, 1), not {val_fraction}")
-    groups = groups or {}
-    return {k: "val" if expression_rank(groups.get(k, f"key\0{k}")) < val_fraction
+    if not 0.0 <= writer_fraction < 1.0:
+        raise ValueError(f"writer_fraction must be in [0, 1), not {writer_fraction}")
+    groups, writers = groups or {}, writers or {}
+
+    def held_writer(k: str) -> bool:
+        return k in writers and expression_rank(f"writer\0{writers[k]}") < writer_fraction
+
+    return {k: WRITERS_SPLIT if held_writer(k)
+            else "val" if expression_rank(groups.get(k, f"key\0{k}")) < val_fraction
             else "train" for k in keys}
+
+
+def writer_id(name: str, writer: str) -> str:
+    """A writer across sources: the file's folder (its source, e.g. KAIST) and the name
+    the file gives (writer numbers restart in each source)."""
+    return f"{Path(name).parent.name}/{writer}"
 
 
 @dataclass
@@ -176,6 +196,7 @@ def _stable_int(key: str) -> int:
 @dataclass
 class CrohmeReport:
     written: dict[str, int] = field(default_factory=lambda: dict.fromkeys(SPLITS, 0))
+    held_writers: int = 0  # writers whose files all went to val-writers
     skipped: list[tuple[str, str]] = field(default_factory=list)  # (reason, message)
     copies: int = 0  # augmented copies written (in train)
     compared: int = 0  # keys in both the truth and the --compare file
@@ -197,9 +218,14 @@ def build_crohme(inkml: str | Path, out: str | Path, captions: str | Path | None
                  mode: str = "crohme", compare: str | Path | None = None,
                  max_side: int = 2000, copies: int = 0,
                  progress: Callable[[int], None] | None = None,
-                 augment: StrokeAugment | None = None) -> CrohmeReport:
+                 augment: StrokeAugment | None = None, val_writers: float = 0.0
+                 ) -> CrohmeReport:
     """Render every InkML file under ``inkml`` into ``out/train`` and ``out/val``.
 
+    ``val_writers``: the share of writers (``<annotation type="writer">``, by a hash of
+    source and name) whose files all go to ``out/val-writers`` and none to training: a
+    validation set of new writers (their formulas may be training formulas; ``evaluate
+    --held-out`` leaves those out).
     ``captions``: key<TAB>tokens file to take the captions from (else the truth
     LaTeX is tokenised). ``compare``: with no ``captions``, a caption file to
     measure the truth tokenisation against (exact token-sequence match).
@@ -231,8 +257,18 @@ def build_crohme(inkml: str | Path, out: str | Path, captions: str | Path | None
         parsed = map(_work, (_Job(n, d, None, mode, max_side, want_truth=True)
                              for n, d in iter_inkml(inkml) if first.get(key_of(n)) == n))
         groups = {key_of(r.name): " ".join(r.truth) for r in parsed if r.truth is not None}
-    split = assign_splits(list(first), val_fraction, groups)
-    for s in SPLITS:
+    writers: dict[str, str] = {}
+    if val_writers > 0:
+        for name, data in iter_inkml(inkml):
+            if first.get(key_of(name)) == name:
+                with suppress(InkmlError):  # a broken file is reported when rendered
+                    if (w := read_writer(data, name)) is not None:
+                        writers[key_of(name)] = writer_id(name, w)
+    split = assign_splits(list(first), val_fraction, groups, writers, val_writers)
+    splits = (*SPLITS, WRITERS_SPLIT) if val_writers > 0 else SPLITS
+    report.written = dict.fromkeys(splits, 0)
+    report.held_writers = len({writers[k] for k in writers if split[k] == WRITERS_SPLIT})
+    for s in splits:
         (out / s / "images").mkdir(parents=True, exist_ok=True)
 
     def jobs() -> Iterator[_Job]:
@@ -246,7 +282,7 @@ def build_crohme(inkml: str | Path, out: str | Path, captions: str | Path | None
                        copies=copies if split[key] == "train" else 0, seed=seed,
                        augment=augment or StrokeAugment())
 
-    lines: dict[str, list[str]] = {s: [] for s in SPLITS}
+    lines: dict[str, list[str]] = {s: [] for s in splits}
     with get_context("fork").Pool(workers) if workers > 1 else nullcontext() as pool:
         results = pool.imap(_work, jobs(), chunksize=16) if pool else map(_work, jobs())
         for res in results:
@@ -276,7 +312,7 @@ def build_crohme(inkml: str | Path, out: str | Path, captions: str | Path | None
                 report.skipped += [("copy render bound", m) for m in res.copy_errors]
             if progress:
                 progress(1)
-    for s in SPLITS:
+    for s in splits:
         (out / s / "caption.txt").write_text("".join(sorted(lines[s])), encoding="utf-8")
     report.seconds = time.perf_counter() - t0
     return report

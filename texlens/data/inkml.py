@@ -66,11 +66,21 @@ def _children(el: ET.Element, name: str) -> list[ET.Element]:
     return [c for c in el if _local(c.tag) == name]
 
 
-def _truth(el: ET.Element) -> str | None:
+def _annotation(el: ET.Element, kind: str = "truth") -> str | None:
     for a in _children(el, "annotation"):
-        if a.get("type") == "truth":
+        if a.get("type") == kind:
             return (a.text or "").strip()
     return None
+
+
+def read_writer(data: bytes, name: str = "<inkml bytes>") -> str | None:
+    """The file's ``<annotation type="writer">`` (None when it has none); the XML is
+    parsed, the traces are not. Raises InkmlError on a file that is not XML."""
+    try:
+        root = ET.fromstring(_decode(data))
+    except (ET.ParseError, LookupError, UnicodeDecodeError) as e:
+        raise InkmlError(f"{name}: not well-formed XML ({e})") from None
+    return _annotation(root, "writer") or None
 
 
 def _decode(data: bytes) -> str:
@@ -130,7 +140,7 @@ def _symbols(group: ET.Element, traces: dict[str, np.ndarray], label: str,
     refs += [t.get("id") or t.get(_XML_ID) or "" for t in _children(group, "trace")]
     if refs:
         href = next((a.get("href") for a in _children(group, "annotationXML")), None)
-        out.append(Symbol(_truth(group) or "", refs, href, group.get(_XML_ID)))
+        out.append(Symbol(_annotation(group) or "", refs, href, group.get(_XML_ID)))
     for sub in _children(group, "traceGroup"):
         _symbols(sub, traces, label, out)
 
@@ -176,7 +186,7 @@ def read_inkml(src: str | Path | bytes, name: str | None = None) -> Ink:
     for group in _children(root, "traceGroup"):
         _symbols(group, traces, label, symbols)
 
-    truth = _truth(root)
+    truth = _annotation(root)
     if truth is not None:
         truth = truth.strip()
         if len(truth) >= 2 and truth[0] == "$" and truth[-1] == "$":
