@@ -501,7 +501,8 @@ class Recognizer:
         the best summed log-probability kept. Its token probabilities are the views'
         geometric means; ``nbest`` lists the readings by mean score."""
         n_views = len(inputs[0])
-        readings = [self.predict_arrays([v[j] for v in inputs], batch_size, max_len)
+        # Whole (no pieces): a reading longer than the decoder's length could not be scored.
+        readings = [self._decode([v[j] for v in inputs], batch_size, max_len, 1, None)
                     for j in range(n_views)]
         out = []
         for i, views in enumerate(inputs):
