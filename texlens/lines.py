@@ -79,15 +79,13 @@ def line_rows(gray: np.ndarray, gap: float = GAP, line: float = LINE,
     if len(runs) < 2 or symbol is None or symbol < MIN_SYMBOL:
         return [(0, gray.shape[0])]
 
-    def cols(top: int, bottom: int) -> tuple[int, int]:
-        c = np.flatnonzero(ink[top:bottom].any(0))
-        return int(c[0]), int(c[-1]) + 1
-
     # Groups of runs, each a candidate line: first, runs nearer than a line gap.
     groups = [[runs[0]]]
     for r in runs[1:]:
-        (groups[-1].append if r[0] - groups[-1][-1][1] < gap * symbol else
-         lambda r: groups.append([r]))(r)
+        if r[0] - groups[-1][-1][1] < gap * symbol:
+            groups[-1].append(r)
+        else:
+            groups.append([r])
 
     def span(g: list[tuple[int, int]]) -> tuple[int, int]:
         return g[0][0], g[-1][1]
@@ -95,8 +93,8 @@ def line_rows(gray: np.ndarray, gap: float = GAP, line: float = LINE,
     _, _, stats, _ = cv2.connectedComponentsWithStats(ink.astype(np.uint8), connectivity=8)
     tall = stats[1:][stats[1:, cv2.CC_STAT_HEIGHT] >= BIG_OP * symbol]
     # Fraction bars (and other flat strokes): at most BAR symbol heights thick, wider.
-    h, w = stats[1:, cv2.CC_STAT_HEIGHT], stats[1:, cv2.CC_STAT_WIDTH]
-    bars = stats[1:][(h <= max(3, BAR * symbol)) & (w >= 2 * h)]
+    heights, widths = stats[1:, cv2.CC_STAT_HEIGHT], stats[1:, cv2.CC_STAT_WIDTH]
+    bars = stats[1:][(heights <= max(3, BAR * symbol)) & (widths >= 2 * heights)]
 
     def bar_over(g: list[tuple[int, int]], other: tuple[int, int], below: bool) -> bool:
         """Whether ``other`` is the numerators (or denominators) of fraction bars in g:
@@ -120,8 +118,7 @@ def line_rows(gray: np.ndarray, gap: float = GAP, line: float = LINE,
         if near >= limits * symbol:
             return False
         glyphs = [(x, w) for x, y, w, h, _ in tall if y >= other[0] and y + h <= other[1]]
-        inked = ink[g[0]:g[1]].any(0)
-        pieces = [(lo, hi) for lo, hi in _runs(inked)]
+        pieces = _runs(ink[g[0]:g[1]].any(0))
         merged = [list(pieces[0])]
         for lo, hi in pieces[1:]:
             if lo - merged[-1][1] < symbol / 2:

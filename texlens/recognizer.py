@@ -126,6 +126,17 @@ INK_RANGE = 0.1  # input value range (0..1) under which an image holds no ink at
 MIDTONE_MAX = 0.4
 
 
+def probs_of(pred: Prediction) -> list[float]:
+    return pred.token_probs if pred.token_probs is not None else [1.0] * len(pred.tokens)
+
+
+def joined(parts: Sequence[Prediction], tokens: list[str], probs: list[float]) -> Prediction:
+    """One reading made of several (an image's lines, a line's pieces): right only if all
+    of them are, so its confidence is the product of theirs."""
+    return Prediction(join(tokens), tokens, float(np.prod([p.confidence for p in parts])),
+                      token_probs=probs)
+
+
 def looks_blank(a: np.ndarray) -> bool:
     return a.size == 0 or float(a.max() - a.min()) < INK_RANGE
 
@@ -415,10 +426,8 @@ class Recognizer:
                                   max_len, beam, rescore))
         for i, pieces in jobs:
             parts = [next(preds) for _ in pieces]
-            toks = [t for p in parts for t in p.tokens]
-            probs = [q for p in parts for q in p.token_probs or [1.0] * len(p.tokens)]
-            out[i] = Prediction(join(toks), toks, float(np.prod([p.confidence for p in parts])),
-                                token_probs=probs)
+            out[i] = joined(parts, [t for p in parts for t in p.tokens],
+                            [q for p in parts for q in probs_of(p)])
 
     @torch.no_grad()
     def _decode(self, arrays: Sequence[np.ndarray], batch_size: int, max_len: int | None,
@@ -487,11 +496,7 @@ class Recognizer:
                 out.append(preds[start])
                 continue
             parts = preds[start:start + n]
-            toks, probs = join_lines([(p.tokens, p.token_probs or [1.0] * len(p.tokens))
-                                      for p in parts])
-            out.append(Prediction(join(toks), toks, float(np.prod([p.confidence
-                                                                   for p in parts])),
-                                  token_probs=probs))
+            out.append(joined(parts, *join_lines([(p.tokens, probs_of(p)) for p in parts])))
         return out
 
     @torch.no_grad()
