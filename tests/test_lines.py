@@ -186,9 +186,12 @@ def test_recognizer_reads_a_long_line_it_cannot_read_whole_in_pieces():
 
 
 @needs_tex
-def test_printed_base_reads_a_typeset_aligned_block_line_by_line():
+@pytest.mark.parametrize("tta", [False, True])
+def test_printed_base_reads_a_typeset_aligned_block_line_by_line(tta):
     # Read whole, printed-base wrote this block with its second row twice (2026-12-05).
     [img] = render_tex([r"\begin{aligned} x &= a + b \\ y &= 2 c \end{aligned}"], font="cm",
                        dpi=160)
-    [pred] = Recognizer.load("printed-base", backend="torch").predict([255 - img])
-    assert pred.latex == "\\begin{aligned} x & = a + b \\\\ y & = 2 c \\end{aligned}"
+    rec = Recognizer.load("printed-base", backend="torch", tta=tta)
+    lines, line = rec.predict([255 - img, 255 - img[:20]])  # with test-time views, each line
+    assert lines.latex == "\\begin{aligned} x & = a + b \\\\ y & = 2 c \\end{aligned}"
+    assert line.latex == "x = a + b"

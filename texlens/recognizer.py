@@ -96,7 +96,7 @@ def main_input(a: np.ndarray | Views | Lines) -> np.ndarray:
     """The model input of a prepared image: itself, its views' main one, or its widest
     line."""
     if isinstance(a, Lines):
-        return max(a, key=lambda x: x.shape[-1])
+        return max((main_input(x) for x in a), key=lambda x: x.shape[-1])
     return a[a.main] if isinstance(a, Views) else a
 
 
@@ -226,7 +226,7 @@ class Recognizer:
         self.set_tta(tta)
         # Images of several text lines are read line by line, and wide lines it cannot read
         # whole in pieces (texlens/lines.py), by a model that can write the aligned block
-        # lines are joined into; test-time views read whole.
+        # lines are joined into; test-time views read each line, but whole lines only.
         self.read_lines = all(t in vocab.stoi for t in LINE_TOKENS)
         self.piece_width, self.piece_confidence = PIECE_WIDTH, PIECE_CONFIDENCE
         # Packed digests of the formulas the model(s) trained on (texlens.data.splits);
@@ -348,19 +348,23 @@ class Recognizer:
         """Load and preprocess one image to the model's float input (1, H, W); turned
         upright first when ``auto_rotate`` (default: as loaded) says so. With test-time
         views (``tta``), one input per view stacked in a ``Views``; an image of several
-        text lines, with ``read_lines``, one input per line in a ``Lines``."""
+        text lines, with ``read_lines``, one input (or ``Views``) per line in a ``Lines``."""
         gray = load_image(image, name)
         orienter = self._orienter(auto_rotate)
         if orienter is not None:
             gray = rotate(gray, -self.upright_angle(gray, orienter))
+        lines = cut_lines(gray) if self.read_lines else [gray]
         if self.tta is not None:
-            views = Views(to_tensor_array(preprocess(gray, view_config(self.cfg.data, f)))
-                          for f in self.tta)
-            views.main = int(np.argmin([abs(f - 1) for f in self.tta]))
-            return views
-        if self.read_lines and len(lines := cut_lines(gray)) > 1:
-            return Lines(to_tensor_array(preprocess(x, self.cfg.data)) for x in lines)
-        return to_tensor_array(preprocess(gray, self.cfg.data))
+            inputs = [self._views(x) for x in lines]
+        else:
+            inputs = [to_tensor_array(preprocess(x, self.cfg.data)) for x in lines]
+        return Lines(inputs) if len(inputs) > 1 else inputs[0]
+
+    def _views(self, gray: np.ndarray) -> Views:
+        views = Views(to_tensor_array(preprocess(gray, view_config(self.cfg.data, f)))
+                      for f in self.tta)  # type: ignore[union-attr]
+        views.main = int(np.argmin([abs(f - 1) for f in self.tta]))  # type: ignore[union-attr]
+        return views
 
     def upright_angle(self, gray: np.ndarray, orienter: Orienter) -> int:
         """The angle (0/90/180/270) ``gray`` is turned by, by ``orienter``'s decision rule:
