@@ -2,7 +2,7 @@
 
 A full-LaTeX model reads an ``aligned`` block of several lines far worse than each of
 its lines alone (printed-base on held-out validation: 70% of the tokens of its 21
-``aligned`` formulas wrong, against 11% for formulas of up to 50 tokens): the longer
+``aligned`` formulas wrong, against 12% for formulas of up to 50 tokens): the longer
 the output, the likelier the decoder loses its place for good. So an image whose ink
 falls into separate text lines is cut into them, each line is read as its own formula,
 and the readings are joined as rows of ``\\begin{aligned} ... \\end{aligned}``.
