@@ -6,6 +6,7 @@ import json
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
+from xml.etree import ElementTree
 
 import pytest
 from typer.testing import CliRunner
@@ -55,6 +56,17 @@ def test_text_formats():
 def test_unconvertible_latex_is_a_format_error():
     with pytest.raises(FormatError, match=r"cannot convert to MathML.*\\\\frac \{ 1 \} \{"):
         to_mathml(r"\frac { 1 } {")
+
+
+def test_aligned_blocks_become_well_formed_mathml_tables():
+    # latex2mathml has no aligned environment: read as is, its "&" made invalid XML.
+    out = to_mathml("\\begin{aligned} x & = a + b \\\\ y & = 2 \\end{aligned}")
+    root = ElementTree.fromstring(out)
+    cells = [c for c in root.iter() if c.tag.endswith("mtd")]
+    assert len(cells) == 4 and [c.get("columnalign") for c in cells[:2]] == ["right", "left"]
+    assert "&" not in out.replace("&#x", "")
+    with pytest.raises(FormatError, match="MathML"):
+        to_mathml("a & b")  # a column separator outside a table: no valid MathML
 
 
 def test_json_has_what_the_prediction_has():

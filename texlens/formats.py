@@ -8,6 +8,7 @@ pages and screen readers); ``json`` is a dict with everything the prediction hol
 from __future__ import annotations
 
 from typing import Any
+from xml.etree import ElementTree
 
 FORMATS = ("latex", "inline", "display", "mathml", "json")
 
@@ -22,14 +23,27 @@ def check_format(fmt: str) -> str:
     return fmt
 
 
+# latex2mathml has no aligned or gathered environment (it writes their `&` as a bare
+# identifier, which is not even XML); as MathML tables they are arrays of alternately
+# right- and left-aligned columns, and of one centred column.
+ARRAY_FOR = {"aligned": "rl" * 10, "gathered": "c"}
+
+
 def to_mathml(latex: str, display: bool = True) -> str:
-    """LaTeX -> a MathML ``<math>`` element (one line)."""
+    """LaTeX -> a MathML ``<math>`` element (one line). Raises FormatError when the
+    converter fails or writes something that is not well-formed XML."""
     from latex2mathml.converter import convert  # imported late: only this format needs it
+    tables = latex
+    for env, columns in ARRAY_FOR.items():
+        tables = tables.replace(f"\\begin{{{env}}}", f"\\begin{{array}}{{{columns}}}")
+        tables = tables.replace(f"\\end{{{env}}}", "\\end{array}")
     try:
-        return convert(latex, display="block" if display else "inline")
+        out = convert(tables, display="block" if display else "inline")
+        ElementTree.fromstring(out)
     except Exception as e:  # latex2mathml raises many unrelated types for bad input
         raise FormatError(f"cannot convert to MathML: {type(e).__name__} {e}".strip()
                           + f" (latex: {latex!r})") from None
+    return out
 
 
 def to_text(pred: Any, fmt: str) -> str:
