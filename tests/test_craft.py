@@ -195,3 +195,14 @@ def test_data_heldout_keeps_the_lines_no_training_set_has(tmp_path, dataset_dir)
     res = CliRunner().invoke(app, ["data", "heldout", str(dataset_dir), "--unseen-in",
                                    str(tmp_path / "nope.txt"), "--out", str(tmp_path / "x")])
     assert res.exit_code != 0 and "nope.txt: no such caption file" in res.output
+
+
+def test_formulas_are_known_in_both_spellings() -> None:
+    """A record or test set made before the canonical form changed still matches."""
+    from texlens.data.splits import among, spellings
+    old, new = "\\operatorname { c o s } x ^ { \\ast }", "\\cos x ^ { * }"
+    assert spellings(old) == [old, new] and spellings(new) == [new]
+    assert spellings("\\frac {") == ["\\frac {"]  # does not parse: as written
+    assert seen_formulas(pack_formulas([old]), [new, old, "\\cos x"]).tolist() == [
+        True, True, False]
+    assert among(old, {new}) and among(new, {new}) and not among("x", {new})

@@ -50,6 +50,12 @@ def n(latex: str) -> str:
     ("\\hat x", "\\hat { x }"),
     ("\\mathbb Q", "\\mathbb { Q }"),
     ("\\operatorname*{lim}_{x\\to0}", "\\operatorname* { l i m } _ { x \\rightarrow 0 }"),
+    # one spelling of a glyph: LaTeX's own operator names, \ast, \not=
+    ("\\operatorname{ln}^2 x", "\\ln ^ { 2 } x"),
+    ("\\operatorname{cosh}", "\\cosh"),
+    ("\\operatorname{Coker} + \\operatorname*{cos} + \\operatorname{lim}",
+     "\\operatorname { C o k e r } + \\operatorname* { c o s } + \\operatorname { l i m }"),
+    ("a^\\ast \\not= b \\not\\in c \\not =^2", "a ^ { * } \\neq b \\not \\in c \\neq ^ { 2 }"),
     ("\\xrightarrow[a]{f}", "\\xrightarrow [ a ] { f }"),
     # a ] inside an optional argument keeps its braces (LaTeX ends it at the first ])
     ("\\sqrt[{]}]{x}", "\\sqrt [ { ] } ] { x }"),
@@ -263,6 +269,7 @@ def test_typesets_like_the_input(tmp_path: Path) -> None:
              ("x = \\ - 1 \\ , \\ \\left( a \\right) :=\\ \\sum b \\ = ~ - 1", None),
              ("a \\dag b + c^{\\ddag \\mu} + \\sqrt[{]}]{x} + M, \\text{ }M_i", None),
              ("x + {a \\atop b} + \\genfrac{}{}{}{}{c}{d} + \\genfrac(]{1pt}{3}{e}{f}", None),
+             ("\\operatorname{ln} x + \\operatorname{cos}_1^2 y, a\\ast b \\not= c^\\ast", None),
              ("\\begin{aligned}[t] a &= b \\end{aligned} "
               "\\begin{aligned}[y] &= 1\\end{aligned}", None)]
     pairs = [(a, to_latex(normalize(a))) for a, _ in pairs]

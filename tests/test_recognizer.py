@@ -195,6 +195,11 @@ def test_full_latex_output_drops_the_braces_the_normaliser_drops():
     toks, kept = base._canonical(out, probs)
     assert toks == words("x = \\vec { L } _ { S } + { a + } 1")  # {a+} is spaced apart
     assert kept == [p for i, p in enumerate(probs) if i not in (2, 11)]  # the outer pair
+    # one spelling of a glyph: replaced tokens share the product of their probabilities
+    toks, kept = base._canonical(words("a \\not = b \\operatorname { l n } x"),
+                                 [0.9, 0.5, 0.8, 0.6, 1, 1, 0.5, 0.5, 1, 0.7])
+    assert toks == words("a \\neq b \\ln x")
+    assert kept == pytest.approx([0.9, 0.4, 0.6, 0.25, 0.7])
     broken = ["x", "^"]  # does not parse: stays as written
     assert base._canonical(broken, [0.9, 0.8]) == (broken, [0.9, 0.8])
     crohme = Recognizer.load("printed-small", backend="torch")  # CROHME captions: as written

@@ -643,7 +643,7 @@ def data_heldout(
     import shutil
 
     from texlens.data.datasets import read_layout
-    from texlens.data.splits import caption_expressions, expression
+    from texlens.data.splits import among, caption_expressions, expression
     try:
         samples, problems = read_layout(data)
         seen = caption_expressions(f / "caption.txt" if f.is_dir() else f for f in unseen_in)
@@ -651,7 +651,7 @@ def data_heldout(
         _fail(str(e))
     for p in problems:
         err.print(f"[yellow]skipped:[/yellow] {escape(p)}", highlight=False)
-    kept = [s for s in samples if expression(s.tokens) not in seen]
+    kept = [s for s in samples if not among(expression(s.tokens), seen)]
     lines = []
     for s in kept:  # the same relative path, so the key finds its image as it did
         dest = out / s.image.relative_to(data)

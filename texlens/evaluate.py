@@ -23,7 +23,7 @@ import numpy as np
 from texlens import metrics
 from texlens.data.datasets import DatasetError, Sample, _read_meta, read_layout, read_pairs
 from texlens.data.image import ImageError, image_size
-from texlens.data.splits import caption_expressions, expression, seen_formulas
+from texlens.data.splits import among, caption_expressions, expression, seen_formulas
 from texlens.data.transforms import ink_height
 from texlens.data.writer import ordered_map
 from texlens.decoding import check_rescore
@@ -135,7 +135,7 @@ def evaluate(rec: Recognizer, data: str | Path, batch_size: int = 16, on_error: 
         samples = [s for s in samples if len(s.tokens) <= max_tokens]
     seen = caption_expressions(unseen_in) if unseen_in else set()
     n_all = len(samples)
-    samples = [s for s in samples if expression(s.tokens) not in seen]
+    samples = [s for s in samples if not among(expression(s.tokens), seen)]
     n_unwritable = 0
     if writable_by is not None:
         _, bad, unknown, _ = check_truths(writable_by, samples)

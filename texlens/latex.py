@@ -36,6 +36,10 @@ so a model that learns them can be checked by rendering. The choices:
   arguments without them; ``" ".join`` of the tokens is read back to the same tokens
   by :func:`normalize` (a text argument spelt `` a b ~ c `` is taken as tokens). An empty
   text argument is the one token ``{}`` (``\\text { }`` is a space, ``\\text { ~ }``).
+- Spellings of one glyph become one: ``\\le`` -> ``\\leq``, ``\\ast`` -> ``*`` (one symbol of
+  fontmath.ltx), ``\\not =`` -> ``\\neq`` (how LaTeX defines it), ``\\operatorname{cos}`` ->
+  ``\\cos`` for LaTeX's own operator names (amsopn.sty sets both alike). The books write
+  ``\\operatorname{ln}`` ten times as often as ``\\ln``: a recogniser cannot tell them apart.
 - Top-level wrappers (``$``, ``\\[``, ``equation*``) are dropped; ``align*`` becomes
   ``aligned`` and ``gather*`` ``gathered``, which set the same rows as display math
   (column pairs of ``align*`` spread over the line, so several pairs differ in gaps).
@@ -97,8 +101,13 @@ ALIASES = {
     "\\>": "\\:", "\\thickspace": "\\;", "\\negthinspace": "\\!", "\\owns": "\\ni",
     "\\bm": "\\boldsymbol", "\\Bbb": "\\mathbb",
     "\\textrm": "\\text", "\\textup": "\\text", "\\textnormal": "\\text", "\\emph": "\\textit",
-    "\\sp": "^", "\\sb": "_",
+    "\\sp": "^", "\\sb": "_", "\\ast": "*",
 }
+# LaTeX's operator names without limits (latex.ltx, amsopn.sty): \operatorname{cos} is
+# \cos on the page. Those with limits (\lim, \max, \det, ...) differ in display style.
+NAMED_OPERATORS = set(_w(
+    "arccos arcsin arctan arg cos cosh cot coth csc deg dim exp hom ker lg ln log sec sin "
+    "sinh tan tanh"))
 # LaTeX's \dag in math is {\dagger}: an Ord atom, where \dagger alone is a Bin (spaced).
 _GROUPED_ALIASES = {"\\dag": "\\dagger", "\\ddag": "\\ddagger"}
 # \mbox and \hbox keep their size in scripts and fractions, \text shrinks: same only outside.
@@ -288,6 +297,9 @@ class _Normalizer:
                 raise self.error("math shift ($ or \\[) inside math", n.pos)
             else:
                 raise self.error(f"unexpected {type(n).__name__}", n.pos)
+        for i in range(len(out) - 1, 0, -1):  # fontmath.ltx defines \neq as \not=
+            if out[i].toks == ["="] and out[i - 1].toks == ["\\not"]:
+                out[i - 1:i + 1] = [_Item("tok", ["\\neq"], out[i - 1].pos)]
         return out
 
     def chars(self, n: lw.LatexCharsNode) -> list[_Item]:
@@ -373,6 +385,8 @@ class _Normalizer:
                 # emptiness: an empty raw argument is the single token "{}".
                 raw = self.raw(arg, name)
                 toks += _braced(raw) if raw else ["{}"]
+        if toks[0] == "\\operatorname" and "".join(toks[2:-1]) in NAMED_OPERATORS:
+            return _Item("tok", ["\\" + "".join(toks[2:-1])], n.pos)
         return _Item("cmd", toks, n.pos, ordish=toks[0] in _ORD_COMMANDS)
 
     def check_arg(self, name: str, arg: lw.LatexNode) -> None:

@@ -8,7 +8,9 @@ With ``auto_rotate`` an image is first turned upright by the orientation classif
 
 from __future__ import annotations
 
+import difflib
 import json
+import math
 import os
 import sys
 from collections.abc import Iterable, Sequence
@@ -558,25 +560,29 @@ class Recognizer:
         return Prediction(join(toks), toks, conf, token_probs=token_probs)
 
     def _canonical(self, toks: list[str], probs: list[float]) -> tuple[list[str], list[float]]:
-        """A full-LaTeX model's output in the canonical form, when getting there only drops
-        tokens: braces that the normaliser removes (texlens/latex.py; a model trained on an
-        older form may still write them). Each kept token keeps its probability. An output
-        that does not parse, or that the normaliser would change otherwise, stays as
-        written."""
+        """A full-LaTeX model's output in the canonical form (texlens/latex.py): braces
+        that change nothing dropped, one spelling of each glyph (a model trained on an
+        older form may still write them). A kept token keeps its probability; tokens
+        that replace others share the product of theirs (``\\not =`` -> ``\\neq``), so
+        the reading's probability stays what the model gave it. An output that does not
+        parse stays as written."""
         if self.cfg.data.style != "latex" or not toks:
             return toks, probs
         try:
             canon = normalizer("latex")(join(toks))
         except ValueError:
             return toks, probs
-        kept, j = [], 0
-        for i, t in enumerate(toks):
-            if j < len(canon) and t == canon[j]:
-                kept.append(i)
-                j += 1
-        if j < len(canon):
+        if canon == toks:
             return toks, probs
-        return canon, [probs[i] for i in kept]
+        out: list[float] = []
+        match = difflib.SequenceMatcher(None, toks, canon, autojunk=False)
+        for op, i1, i2, j1, j2 in match.get_opcodes():
+            if op == "equal":
+                out += probs[i1:i2]
+            elif op in ("replace", "insert"):  # an insert is written with certainty
+                share = math.prod(probs[i1:i2]) ** (1 / (j2 - j1))
+                out += [share] * (j2 - j1)
+        return canon, out
 
     def predict(self, images: Iterable[ImageInput], batch_size: int = 16,
                 beam: int = 1, auto_rotate: bool | None = None,

@@ -24,7 +24,7 @@ import numpy as np
 from texlens.config import ConfigError, OrientationDataConfig
 from texlens.data.datasets import read_layout
 from texlens.data.image import ImageError, load_image
-from texlens.data.splits import caption_expressions, expression, expression_split
+from texlens.data.splits import among, caption_expressions, expression, expression_split
 from texlens.data.transforms import ink_bright
 
 ANGLES = (0, 90, 180, 270)
@@ -247,7 +247,7 @@ def load_orientation_set(cfg: OrientationDataConfig, size: int, seed: int = 0,
             for s in samples:
                 expr = expression(s.tokens)
                 side = expression_split(expr)
-                if side != "heldout" and expr not in banned:
+                if side != "heldout" and not among(expr, banned):
                     pool.append((s.image, expr, side))
         order = rng.permutation(len(pool))
         taken = 0

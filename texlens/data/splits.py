@@ -55,26 +55,51 @@ def expression(tokens: Sequence[str] | str) -> str:
     return " ".join(tokens.split() if isinstance(tokens, str) else tokens)
 
 
+def spellings(expression: str) -> list[str]:
+    """A formula as written and, when it differs, in today's canonical LaTeX.
+
+    The canonical form changes now and then (on 2026-12-05 ``\\operatorname{cos}``
+    became ``\\cos``, ``\\ast`` ``*``), and a formula whose spelling changes may change
+    its side of the split too: some 1,500 book formulas did. A data file or a model's
+    record made before such a change still spells them the old way, so formulas are
+    recorded and looked up in both spellings: a held-out line stays held out whichever
+    normaliser made the test set or the model."""
+    from texlens.latex import normalize  # pylatexenc only; this module stays torch-free
+    try:
+        canon = " ".join(normalize(expression))
+    except ValueError:
+        return [expression]
+    return [expression] if canon == " ".join(expression.split()) else [expression, canon]
+
+
 def caption_expressions(files: Iterable[str | Path]) -> set[str]:
-    """The expressions of ``key<TAB>caption`` files: what generated or sampled training
-    data must leave out when those files are validation or test sets."""
+    """The expressions of ``key<TAB>caption`` files (each in both spellings of
+    :func:`spellings`): what generated or sampled training data must leave out when those
+    files are validation or test sets."""
     from texlens.data.datasets import read_pairs  # torch-free callers of the rule above
     out: set[str] = set()
     for f in files:
         if not Path(f).is_file():
             raise ValueError(f"{f}: no such caption file")
-        out |= {expression(caption) for _, _, caption in read_pairs(Path(f))}
+        for _, _, caption in read_pairs(Path(f)):
+            out.update(expression(s) for s in spellings(caption))
     return out
+
+
+def among(expr: str, expressions: set[str]) -> bool:
+    """Whether a set of :func:`caption_expressions` has ``expr`` in either spelling."""
+    return any(expression(s) in expressions for s in spellings(expr))
 
 
 # A model's training formulas travel with its weights as sorted 64-bit digests (8 bytes a
 # formula: some 1 MB for 140,000), so `texlens evaluate` can tell which test lines it has
 # seen without the training data at hand. Two formulas share a digest with odds of about
-# n / 2**64: none in practice.
+# n / 2**64: none in practice. Both spellings of each are recorded and looked up.
 
 def pack_formulas(expressions: Iterable[str], also: bytes | None = None) -> bytes:
     """The digests of ``expressions`` (and of a packed set ``also``), sorted and unique."""
-    digests = np.fromiter((formula_digest(e) for e in expressions), np.uint64)
+    digests = np.fromiter((formula_digest(s) for e in expressions for s in spellings(e)),
+                          np.uint64)
     if also:
         digests = np.concatenate([digests, unpack_formulas(also)])
     return np.unique(digests).astype("<u8").tobytes()
@@ -85,7 +110,7 @@ def unpack_formulas(packed: bytes) -> np.ndarray:
 
 
 def seen_formulas(packed: bytes, expressions: Sequence[str]) -> np.ndarray:
-    """(N,) bool: which ``expressions`` a packed set holds."""
-    digests = np.fromiter((formula_digest(e) for e in expressions), np.uint64,
-                          count=len(expressions))
-    return np.isin(digests, unpack_formulas(packed))
+    """(N,) bool: which ``expressions`` a packed set holds, in either spelling."""
+    known = unpack_formulas(packed)
+    return np.array([np.isin([formula_digest(s) for s in spellings(e)], known).any()
+                     for e in expressions], dtype=bool)

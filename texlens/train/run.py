@@ -35,7 +35,7 @@ from texlens.data.datasets import (
     read_layout,
     scan_dataset,
 )
-from texlens.data.splits import expression, pack_formulas, seen_formulas
+from texlens.data.splits import among, expression, pack_formulas, seen_formulas
 from texlens.data.transforms import input_settings
 from texlens.evaluate import list_samples
 from texlens.tokens import Vocab
@@ -121,7 +121,7 @@ def shared_formulas(train: Sequence[Sample], val: Sequence[Sample],
     seen = {expression(s.tokens) for s in train}
     exprs = [expression(s.tokens) for s in val]
     inherited = (seen_formulas(ancestry, exprs) if ancestry else np.zeros(len(exprs), bool))
-    return sum(e in seen or bool(i) for e, i in zip(exprs, inherited, strict=True))
+    return sum(among(e, seen) or bool(i) for e, i in zip(exprs, inherited, strict=True))
 
 
 # Lightning's profilers by name ("" = none); the report goes to <out_dir>/fit-profile.txt.

@@ -101,7 +101,8 @@ COMMON_RELATIONS = ["<", ">", "\\leq", "\\geq", "\\neq", "\\approx", "\\equiv", 
                     "\\Rightarrow", "\\cong"]
 X_ARROWS = ["\\xrightarrow", "\\xleftarrow"]
 STACKED = ["\\overset", "\\underset", "\\stackrel"]
-BINARY = ["+", "-", "\\pm", "\\mp", "\\times", "\\div", "\\cdot", "\\circ", "\\ast", "\\star",
+# \ast is written * and \not = \neq in canonical LaTeX (texlens/latex.py).
+BINARY = ["+", "-", "\\pm", "\\mp", "\\times", "\\div", "\\cdot", "\\circ", "\\star",
           "\\bullet", "\\otimes", "\\oplus", "\\ominus", "\\odot", "\\oslash", "\\wedge",
           "\\vee", "\\cup", "\\cap", "\\sqcup", "\\setminus", "\\amalg", "\\uplus",
           "\\diamond", "\\rtimes", "\\ltimes", "/", "*", "\\bmod", "\\triangleright",
@@ -115,7 +116,7 @@ SYMBOLS = ["\\partial", "\\nabla", "\\infty", "\\hbar", "\\ell", "\\emptyset", "
            "\\spadesuit", "\\surd", "\\backslash", "\\square", "\\blacksquare",
            "\\bigstar", "\\blacklozenge", "\\blacktriangle", "\\pounds", "\\$", "\\_"]
 # What superscripts often carry alone (A^\dagger, f^*, G^\perp, M^\vee ...).
-SCRIPT_MARKS = ["*", "\\ast", "\\dagger", "\\star", "\\top", "\\perp", "\\vee", "\\times",
+SCRIPT_MARKS = ["*", "\\dagger", "\\star", "\\top", "\\perp", "\\vee", "\\times",
                 "\\circ", "\\bullet", "\\sharp", "\\flat", "+", "-"]
 DELIMS = [("(", ")"), ("[", "]"), ("\\{", "\\}"), ("\\langle", "\\rangle"),
           ("\\lfloor", "\\rfloor"), ("\\lceil", "\\rceil"), ("|", "|"), ("\\|", "\\|"),
@@ -132,7 +133,7 @@ TEXT_CMDS = ["\\text", "\\text", "\\text", "\\textit", "\\textbf"]
 # \operatorname* sets its scripts below, like \lim.
 STAR_OPERATORS = ["argmax", "argmin", "esssup", "colim", "plim"]
 # Relations that \not negates.
-NEGATED = ["=", "\\in", "\\subset", "\\equiv", "\\sim", "\\leq", "\\mid", "\\cong"]
+NEGATED = ["\\in", "\\subset", "\\equiv", "\\sim", "\\leq", "\\mid", "\\cong"]
 PUNCT = [",", ";", ".", "!", "?"]
 MATRICES = ["matrix", "pmatrix", "bmatrix", "vmatrix", "Bmatrix", "Vmatrix", "smallmatrix"]
 ARRAY_COLS = ["c", "l", "r"]
