@@ -101,6 +101,20 @@ def test_raw_latex_truth_is_normalised_and_every_bad_sample_counts_wrong(dataset
     assert sum(r["n"] for r in result["by_height"]) == 5  # readable images only
 
 
+def test_a_token_written_in_an_older_spelling_is_in_the_vocabulary():
+    """\\operatorname{cosh} is \\cosh today; a model with \\operatorname and the letters can
+    write it (its output is brought to today's form), one without them cannot."""
+    rec = StubRecognizer({})
+    rec.cfg = Config(data=DataConfig(height=16, style="latex"))
+    samples = [ev.Sample(k, Path(f"{k}.png"), t.split(), f"caption.txt:{i}")
+               for i, (k, t) in enumerate([("a", "\\operatorname{cosh} x"), ("b", "\\cos x")], 1)]
+    rec.vocab = Vocab(["x", "{", "}", "\\operatorname", "c", "o", "s", "h"])
+    truths, _, unknown, _ = ev.check_truths(rec, samples)
+    assert truths[0] == ["\\cosh", "x"] and unknown == [[], []]
+    rec.vocab = Vocab(["x", "\\cos"])
+    assert ev.check_truths(rec, samples)[2] == [["\\cosh"], []]
+
+
 def test_on_error_stop_refuses_before_decoding(dataset, tmp_path):
     with pytest.raises(DatasetError, match="5 bad samples"):
         evaluate(StubRecognizer(ANSWERS), dataset, on_error="stop")

@@ -27,6 +27,7 @@ from texlens.data.splits import among, caption_expressions, expression, seen_for
 from texlens.data.transforms import ink_height
 from texlens.data.writer import ordered_map
 from texlens.decoding import check_rescore
+from texlens.latex import spelt_out
 from texlens.recognizer import Recognizer, main_input
 from texlens.tokens import join, normalizer
 
@@ -77,7 +78,9 @@ def check_truths(rec: Recognizer, samples: Sequence[Sample]
             problems.append(f"{s.where}: caption does not normalise "
                             f"({rec.cfg.data.style} style: {e}); counted wrong")
             continue
-        unk = sorted(set(rec.vocab.unknown(toks)))
+        # A token the model can write in an older spelling (\cosh as \operatorname { c o s h }:
+        # its output is brought to today's) is not outside its vocabulary.
+        unk = sorted(t for t in set(rec.vocab.unknown(toks)) if rec.vocab.unknown(spelt_out(t)))
         if unk:
             problems.append(f"{s.where}: tokens outside the vocabulary: {' '.join(unk)}; "
                             "counted wrong")

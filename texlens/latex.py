@@ -829,6 +829,14 @@ def normalize(latex: str) -> list[str]:
     return toks
 
 
+def spelt_out(token: str) -> list[str]:
+    """The tokens of an older spelling that normalise to ``token``: ``\\cosh`` was
+    ``\\operatorname { c o s h }``. A model trained before the change can write it so."""
+    if token[1:] in NAMED_OPERATORS and token.startswith("\\"):
+        return ["\\operatorname", "{", *token[1:], "}"]
+    return [token]
+
+
 def to_latex(tokens: Sequence[str]) -> str:
     """Tokens -> LaTeX that typesets like the formula they came from.
 
