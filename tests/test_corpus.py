@@ -80,5 +80,14 @@ def test_data_corpus_and_sample_cli(tmp_path):
                  "--n", "50")
     assert res.exit_code == 0, res.output
     assert len((tmp_path / "w.txt").read_text().splitlines()) == 50
+    res = invoke("data", "sample", tmp_path / "c" / "train.txt", "--out", tmp_path / "s.txt",
+                 "--n", "30", "--max-tokens", "3")  # x + 7, not x + 1 2
+    assert res.exit_code == 0, res.output
+    def lengths(f: str) -> set[int]:
+        return {len(ln.split("\t")[1].split()) for ln in (tmp_path / f).read_text().splitlines()}
+    assert lengths("s.txt") == {3}
+    res = invoke("data", "sample", tmp_path / "c" / "train.txt", "--out", tmp_path / "l.txt",
+                 "--n", "30", "--min-tokens", "4")
+    assert lengths("l.txt") == {4}
     bad = invoke("data", "corpus", tmp_path / "nope", "--out", tmp_path / "d")
     assert bad.exit_code != 0 and "nope" in bad.output

@@ -171,6 +171,12 @@ def test_cli_writes_keyed_lines(tmp_path):
     first = out.read_bytes()
     assert runner.invoke(app, args).exit_code == 0
     assert out.read_bytes() == first
+    # --exclude leaves out the formulas of a test set
+    test_set = tmp_path / "test.txt"
+    test_set.write_text(f"t1\t{lines[2].split(chr(9))[1]}\n", encoding="utf-8")
+    res = runner.invoke(app, [*args, "--exclude", str(test_set)])
+    assert res.exit_code == 0 and "left out 1" in res.output, res.output
+    assert out.read_text(encoding="utf-8").splitlines() == lines[:2] + lines[3:]
 
 
 def test_cli_vocab_file(tmp_path):

@@ -701,13 +701,23 @@ def data_generate(
     max_tokens: Annotated[int, typer.Option(min=5, help="Longest formula, in tokens.")] = 250,
     vocab: Annotated[Path | None, typer.Option(
         help="Write only tokens of this vocabulary (one token per line).")] = None,
+    exclude: Annotated[list[Path] | None, typer.Option(
+        help="A caption file (a validation or test set): formulas it has are left out "
+             "(repeat for several).")] = None,
 ) -> None:
     """Write random formulas over the full LaTeX vocabulary (input of `data render`)."""
+    from texlens.data.splits import among, caption_expressions
     from texlens.data.synth.latex_gen import unplaceable, write_formulas
     from texlens.tokens import SPECIALS, Vocab
     try:
+        banned = caption_expressions(exclude or [])
         toks = [t for t in Vocab.from_file(str(vocab)).itos if t not in SPECIALS] if vocab else None
         lengths = write_formulas(out, n, seed, max_tokens, toks)
+        if banned:  # short random formulas can be test formulas ("x + y")
+            lines = out.read_text(encoding="utf-8").splitlines(keepends=True)
+            kept = [ln for ln in lines if not among(ln.split("\t", 1)[1].strip(), banned)]
+            out.write_text("".join(kept), encoding="utf-8")
+            print(f"left out {len(lines) - len(kept)} formulas of the --exclude files")
     except (ValueError, OSError, RuntimeError) as e:
         _fail(f"{vocab}: {e}" if vocab and not isinstance(e, OSError) else str(e))
     mean = sum(k * v for k, v in lengths.items()) / n
@@ -756,12 +766,16 @@ def data_sample(
     alpha: Annotated[float, typer.Option(
         min=0.0, max=1.0, help="A source's share ~ its size^alpha (1: as they come).")] = 0.5,
     seed: Annotated[int, typer.Option()] = 0,
+    min_tokens: Annotated[int, typer.Option(min=0, help="Only captions this long or longer.")] = 0,
+    max_tokens: Annotated[int, typer.Option(min=0, help="Only captions this long or shorter "
+                                            "(0: any).")] = 0,
 ) -> None:
     """Draw captions with source weights (one book is 82% of the corpus lines)."""
     from texlens.data.corpus import weighted_sample
     from texlens.data.synth.dataset import read_caption_file
     try:
-        rows = [(k, " ".join(t)) for k, t in read_caption_file(captions)]
+        rows = [(k, " ".join(t)) for k, t in read_caption_file(captions)
+                if len(t) >= min_tokens and (not max_tokens or len(t) <= max_tokens)]
         drawn = weighted_sample(rows, n, seed, alpha)
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text("".join(f"{k}\t{t}\n" for k, t in drawn), encoding="utf-8")
