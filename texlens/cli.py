@@ -713,16 +713,18 @@ def data_generate(
         banned = caption_expressions(exclude or [])
         toks = [t for t in Vocab.from_file(str(vocab)).itos if t not in SPECIALS] if vocab else None
         lengths = write_formulas(out, n, seed, max_tokens, toks)
+        written = n
         if banned:  # short random formulas can be test formulas ("x + y")
             lines = out.read_text(encoding="utf-8").splitlines(keepends=True)
             kept = [ln for ln in lines if not among(ln.split("\t", 1)[1].strip(), banned)]
             out.write_text("".join(kept), encoding="utf-8")
-            print(f"left out {len(lines) - len(kept)} formulas of the --exclude files")
+            written = len(kept)
+            print(f"left out {n - written} formulas of the --exclude files")
     except (ValueError, OSError, RuntimeError) as e:
         _fail(f"{vocab}: {e}" if vocab and not isinstance(e, OSError) else str(e))
     mean = sum(k * v for k, v in lengths.items()) / n
-    print(f"wrote {n} formulas to {out} (length {min(lengths)}..{max(lengths)}, "
-          f"mean {mean:.0f} tokens)")
+    print(f"wrote {written} formulas to {out} (length {min(lengths)}..{max(lengths)}, "
+          f"mean {mean:.0f} tokens of the {n} drawn)")
     if toks is not None:
         left = unplaceable(toks)
         print(f"{len(left)} vocabulary tokens the grammar cannot place: {' '.join(left)}")
