@@ -79,34 +79,43 @@ def _backend(backend: str, beam: int, rescore: str | None, tta: bool) -> str:
     return "torch" if backend == "auto" and (rescore or tta) else backend
 
 
+# Options that predict and evaluate share, spelt once.
+ModelOption = Annotated[list[str] | None, typer.Option(
+    help="Shipped model name or checkpoint path (default: printed-base); repeat "
+         "for an ensemble.")]
+BeamOption = Annotated[int, typer.Option(min=1, help="Beam width; 1 = greedy.")]
+RescoreOption = Annotated[str | None, typer.Option(
+    help="r2l: rerank the beam's n-best by left-to-right plus right-to-left "
+    "log-probability (bidirectional models, --beam 2 or more).")]
+BackendOption = Annotated[str, typer.Option(
+    help="auto | torch | onnx | onnx-int8: where decoding runs (auto: onnx for one "
+         "model, exported once into ~/.cache/texlens; --rescore and --tta run on torch).")]
+AutoRotateOption = Annotated[bool, typer.Option(
+    "--auto-rotate", help="Turn each image upright first (orientation-small).")]
+TtaOption = Annotated[bool, typer.Option(
+    "--tta", help="Test-time views: read each image at 5 sizes and keep the reading "
+    "they all score best (slower; PyTorch weights, greedy).")]
+LinesOption = Annotated[bool, typer.Option(
+    "--lines/--no-lines", help="Read an image of several text lines line by line, "
+    "joined as an aligned block, and a long line it cannot read whole in pieces "
+    "(models that can write an aligned block).")]
+
+
 @app.command()
 def predict(
     paths: Annotated[list[str], typer.Argument(help="Image files, directories or globs.")],
-    model: Annotated[list[str] | None, typer.Option(
-        help="Shipped model name or checkpoint path (default: printed-base); repeat "
-             "for an ensemble.")] = None,
+    model: ModelOption = None,
     batch_size: Annotated[int, typer.Option(min=1)] = 16,
-    beam: Annotated[int, typer.Option(min=1, help="Beam width; 1 = greedy.")] = 1,
-    rescore: Annotated[str | None, typer.Option(
-        help="r2l: rerank the beam's n-best by left-to-right plus right-to-left "
-        "log-probability (bidirectional models, --beam 2 or more).")] = None,
+    beam: BeamOption = 1,
+    rescore: RescoreOption = None,
     fmt: Annotated[str, typer.Option(
         "--format", help="latex | inline | display | mathml | json (one object per line).")
     ] = "latex",
     json_out: Annotated[bool, typer.Option("--json", help="Same as --format json.")] = False,
-    backend: Annotated[str, typer.Option(
-        help="auto | torch | onnx | onnx-int8: where decoding runs (auto: onnx for one "
-             "model, exported once into ~/.cache/texlens; --rescore and --tta run on torch).")
-    ] = "auto",
-    auto_rotate: Annotated[bool, typer.Option(
-        "--auto-rotate", help="Turn each image upright first (orientation-small).")] = False,
-    tta: Annotated[bool, typer.Option(
-        "--tta", help="Test-time views: read each image at 5 sizes and keep the reading "
-        "they all score best (slower; PyTorch weights, greedy).")] = False,
-    lines: Annotated[bool, typer.Option(
-        "--lines/--no-lines", help="Read an image of several text lines line by line, "
-        "joined as an aligned block, and a long line it cannot read whole in pieces "
-        "(models that can write an aligned block).")] = True,
+    backend: BackendOption = "auto",
+    auto_rotate: AutoRotateOption = False,
+    tta: TtaOption = False,
+    lines: LinesOption = True,
 ) -> None:
     """Recognise formula images; prints file<TAB>output per image (or JSON lines)."""
     from texlens.data.image import ImageError
@@ -169,14 +178,10 @@ def predict(
 @app.command()
 def evaluate(
     data: Annotated[Path, typer.Option(help="Dataset directory (caption.txt or gt.txt).")],
-    model: Annotated[list[str] | None, typer.Option(
-        help="Shipped model name or checkpoint path (default: printed-base); repeat "
-             "for an ensemble.")] = None,
+    model: ModelOption = None,
     batch_size: Annotated[int, typer.Option(min=1)] = 16,
-    beam: Annotated[int, typer.Option(min=1, help="Beam width; 1 = greedy.")] = 1,
-    rescore: Annotated[str | None, typer.Option(
-        help="r2l: rerank the beam's n-best by left-to-right plus right-to-left "
-        "log-probability (bidirectional models, --beam 2 or more).")] = None,
+    beam: BeamOption = 1,
+    rescore: RescoreOption = None,
     json_path: Annotated[Path | None, typer.Option("--json", help="Write metrics here.")] = None,
     samples: Annotated[Path | None, typer.Option(
         help="Per-sample TSV (key, prediction, truth); default next to --json.")] = None,
@@ -196,19 +201,10 @@ def evaluate(
     render: Annotated[bool | None, typer.Option(
         "--render/--no-render", help="TeX metrics (render_match, compiles); default: on "
         "when TeX is installed.")] = None,
-    backend: Annotated[str, typer.Option(
-        help="auto | torch | onnx | onnx-int8: where decoding runs (auto: onnx for one "
-             "model, exported once into ~/.cache/texlens; --rescore and --tta run on torch).")
-    ] = "auto",
-    auto_rotate: Annotated[bool, typer.Option(
-        "--auto-rotate", help="Turn each image upright first (orientation-small).")] = False,
-    tta: Annotated[bool, typer.Option(
-        "--tta", help="Test-time views: read each image at 5 sizes and keep the reading "
-        "they all score best (slower; PyTorch weights, greedy).")] = False,
-    lines: Annotated[bool, typer.Option(
-        "--lines/--no-lines", help="Read an image of several text lines line by line, "
-        "joined as an aligned block, and a long line it cannot read whole in pieces "
-        "(models that can write an aligned block).")] = True,
+    backend: BackendOption = "auto",
+    auto_rotate: AutoRotateOption = False,
+    tta: TtaOption = False,
+    lines: LinesOption = True,
 ) -> None:
     """Score a model on a dataset: sentence accuracy (ExpRate), WER, BLEU, NED, render match...
 
