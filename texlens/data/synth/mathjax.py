@@ -44,7 +44,8 @@ def mathjax_missing() -> str | None:
         return "node is not installed (apt-get install nodejs)"
     for module in _MODULES:
         if not (JS_DIR / "node_modules" / module / "package.json").is_file():
-            return f"npm module {module} is not installed in {JS_DIR} (run `make mathjax`)"
+            return (f"npm module {module} is not installed in {JS_DIR} (run `make mathjax`, "
+                    "or `npm ci` there)")
     return None
 
 
