@@ -29,6 +29,7 @@ from texlens.data.datasets import (
 from texlens.data.image import ImageError, image_size, load_image
 from texlens.data.splits import pack_formulas
 from texlens.data.transforms import (
+    crop_margins,
     ink_bright,
     ink_height,
     normalise_ink,
@@ -321,6 +322,20 @@ def test_ink_height_ignores_flat_strokes_and_specks():
     assert ink_height(ink_bright(_ink_page())) == 20
     assert ink_height(ink_bright(_ink_page(3))) == 60
     assert ink_height(np.zeros((30, 30), np.uint8)) is None
+
+
+def test_wide_blank_margins_are_cut_to_one_symbol_height():
+    page = ink_bright(_ink_page())  # margins of at most one symbol height: kept as they are
+    assert crop_margins(page) is page
+    wide = np.full((300, 800), 255, np.uint8)
+    wide[120:180, 300:500] = _ink_page()
+    wide[5:7, 5:7] = 0  # a speck of dust far away does not hold the margin open
+    cut = crop_margins(ink_bright(wide))
+    # Ink spans rows 140-160 and columns 310-490 (the page's own speck is a speck too):
+    # cut to 20 px (one symbol) beyond it on every side.
+    assert cut.shape == (60, 220)
+    assert (cut > 127).sum() == (page > 127).sum()
+    assert crop_margins(np.zeros((50, 400), np.uint8)).shape == (50, 400)  # no ink
 
 
 def test_ink_normalisation_fixes_off_scale_inputs_only():

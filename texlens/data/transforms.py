@@ -53,15 +53,56 @@ def target_size(h: int, w: int, cfg: DataConfig) -> tuple[int, int]:
                      f"not {cfg.size_mode!r}")
 
 
+def _components(gray: np.ndarray) -> np.ndarray:
+    """(N, 5) OpenCV stats (left, top, width, height, area) of the ink's connected
+    components in an ink-bright image, Otsu-thresholded."""
+    _, binary = cv2.threshold(gray, 0, 255, cv2.THRESH_BINARY + cv2.THRESH_OTSU)
+    _, _, stats, _ = cv2.connectedComponentsWithStats(binary, connectivity=8)
+    return stats[1:]
+
+
+def _symbol_height(stats: np.ndarray) -> float | None:
+    h, w = stats[:, cv2.CC_STAT_HEIGHT], stats[:, cv2.CC_STAT_WIDTH]
+    keep = (h >= 3) & (h >= 0.3 * w)
+    return float(np.median(h[keep])) if keep.any() else None
+
+
 def ink_height(gray: np.ndarray) -> float | None:
     """Median height (px) of the ink's connected components in an ink-bright image,
     leaving out specks and flat strokes (minus signs, fraction bars), which say nothing
     about symbol size. None when there is no such component."""
-    _, binary = cv2.threshold(gray, 0, 255, cv2.THRESH_BINARY + cv2.THRESH_OTSU)
-    _, _, stats, _ = cv2.connectedComponentsWithStats(binary, connectivity=8)
-    h, w = stats[1:, cv2.CC_STAT_HEIGHT], stats[1:, cv2.CC_STAT_WIDTH]
-    keep = (h >= 3) & (h >= 0.3 * w)
-    return float(np.median(h[keep])) if keep.any() else None
+    return _symbol_height(_components(gray))
+
+
+# Formulas cut from a screenshot or a page often come with far more paper around them than
+# any training image had: the rendered training images have a margin of about one symbol
+# height (median) and 95% of them at most 2.5 (make base-data's renderings; CROHME's
+# rendered ink about 0.4). A side with more than MARGIN_LIMIT symbol heights of blank paper
+# is cut to MARGIN_KEEP; measured by benchmarks/robustness.py ("wide margins").
+MARGIN_LIMIT = 4.0
+MARGIN_KEEP = 1.0
+
+
+def crop_margins(gray: np.ndarray) -> np.ndarray:
+    """An ink-bright image with its too-wide blank sides cut (see MARGIN_LIMIT); specks
+    (under 3 px either way) do not hold a margin open. Unchanged when no symbol is found."""
+    if gray.size == 0 or gray.max() == gray.min():
+        return gray
+    stats = _components(gray)
+    symbol = _symbol_height(stats)
+    solid = stats[(stats[:, cv2.CC_STAT_HEIGHT] >= 3) | (stats[:, cv2.CC_STAT_WIDTH] >= 3)]
+    if symbol is None or not len(solid):
+        return gray
+    left, top = solid[:, cv2.CC_STAT_LEFT].min(), solid[:, cv2.CC_STAT_TOP].min()
+    right = (solid[:, cv2.CC_STAT_LEFT] + solid[:, cv2.CC_STAT_WIDTH]).max()
+    bottom = (solid[:, cv2.CC_STAT_TOP] + solid[:, cv2.CC_STAT_HEIGHT]).max()
+    limit, keep = MARGIN_LIMIT * symbol, max(2, round(MARGIN_KEEP * symbol))
+    h, w = gray.shape
+    y0 = top - keep if top > limit else 0
+    x0 = left - keep if left > limit else 0
+    y1 = bottom + keep if h - bottom > limit else h
+    x1 = right + keep if w - right > limit else w
+    return gray if (y0, x0, y1, x1) == (0, 0, h, w) else gray[y0:y1, x0:x1]
 
 
 def normalises_ink(cfg: DataConfig) -> bool:
@@ -110,7 +151,7 @@ def view_config(cfg: DataConfig, factor: float) -> DataConfig:
 
 def preprocess(gray: np.ndarray, cfg: DataConfig) -> np.ndarray:
     """uint8 gray (any polarity, any size) -> uint8 (H, W'), ink bright."""
-    gray = normalise_ink(ink_bright(gray), cfg)
+    gray = normalise_ink(crop_margins(ink_bright(gray)), cfg)
     h, w = target_size(*gray.shape, cfg)
     interp = cv2.INTER_AREA if h < gray.shape[0] else cv2.INTER_LINEAR
     return cv2.resize(gray, (w, h), interpolation=interp)
