@@ -34,6 +34,7 @@ from texlens.data.transforms import (
     ink_height,
     normalise_ink,
     preprocess,
+    stretch_tones,
     target_size,
     to_tensor_array,
 )
@@ -336,6 +337,20 @@ def test_wide_blank_margins_are_cut_to_one_symbol_height():
     assert cut.shape == (60, 220)
     assert (cut > 127).sum() == (page > 127).sum()
     assert crop_margins(np.zeros((50, 400), np.uint8)).shape == (50, 400)  # no ink
+
+
+def test_tones_are_stretched_to_black_paper_and_white_ink():
+    page = ink_bright(_ink_page())
+    assert stretch_tones(page) is page  # black and white already
+    # Dark mode: light grey ink (212) on dark grey (30), as loaded.
+    dark = np.where(_ink_page() == 0, 212, 30).astype(np.uint8)
+    dark[0, 0] = 250  # one hot pixel does not set the ink's tone
+    out = stretch_tones(ink_bright(dark))
+    assert out[25, 15] == 255 and out[5, 100] == 0
+    assert preprocess(dark, DataConfig(size_mode="height", height=60)).max() == 255
+    flat = np.full((20, 20), 90, np.uint8)
+    flat[5:10, 5:10] = 100  # hardly any contrast: left alone, not blown up
+    assert stretch_tones(flat) is flat
 
 
 def test_ink_normalisation_fixes_off_scale_inputs_only():

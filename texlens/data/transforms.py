@@ -33,6 +33,31 @@ def ink_bright(gray: np.ndarray) -> np.ndarray:
     return 255 - gray if np.median(border) > 127 else gray
 
 
+PAPER_BLACK = 8  # the paper tone (ink-bright) under which a page counts as black already
+
+
+def stretch_tones(gray: np.ndarray) -> np.ndarray:
+    """An ink-bright image's tones stretched so paper is 0 and ink 255: a dark-mode
+    screenshot (light grey on dark grey), coloured ink on tinted paper or a photo's grey
+    page reach the model as the black-and-white renderings it trained on. Paper is the
+    median tone under the Otsu threshold, ink the 95th percentile above it (a few noisy
+    bright pixels do not set it). An image whose paper is black already (under
+    ``PAPER_BLACK``) is returned as it is: the renderings the models trained on, whose
+    thin anti-aliased strokes may never reach 255, and blurred images, whose faint
+    strokes stretched would read as bold (measured: benchmarks/robustness.py)."""
+    if gray.size == 0 or gray.max() == gray.min():
+        return gray
+    t, _ = cv2.threshold(gray, 0, 255, cv2.THRESH_BINARY + cv2.THRESH_OTSU)
+    paper, ink = gray[gray <= t], gray[gray > t]
+    if not len(paper) or not len(ink):
+        return gray
+    lo, hi = float(np.median(paper)), float(np.percentile(ink, 95))
+    if lo < PAPER_BLACK or hi - lo < 32:  # black paper as trained on, or no contrast
+        return gray
+    out = (gray.astype(np.float32) - lo) * (255.0 / (hi - lo))
+    return np.clip(np.rint(out), 0, 255).astype(np.uint8)
+
+
 STRIDE = 8  # sizes are kept multiples of the CNN stride so no row or column is dropped
 
 
@@ -151,7 +176,7 @@ def view_config(cfg: DataConfig, factor: float) -> DataConfig:
 
 def preprocess(gray: np.ndarray, cfg: DataConfig) -> np.ndarray:
     """uint8 gray (any polarity, any size) -> uint8 (H, W'), ink bright."""
-    gray = normalise_ink(crop_margins(ink_bright(gray)), cfg)
+    gray = normalise_ink(crop_margins(stretch_tones(ink_bright(gray))), cfg)
     h, w = target_size(*gray.shape, cfg)
     interp = cv2.INTER_AREA if h < gray.shape[0] else cv2.INTER_LINEAR
     return cv2.resize(gray, (w, h), interpolation=interp)
