@@ -11,11 +11,16 @@ identical), written as PNG next to a copy of the captions, and scored by
 denominator, ``--held-out`` as there). The images are brought to dark ink on white paper
 first, whatever their polarity, so every corruption starts from the same page.
 Writes OUT/robustness.md and OUT/robustness.json.
+
+``--no-cleanup`` reads the images as texlens did before 2026-12-06: without the tone
+stretch (``texlens.data.transforms.stretch_tones``) and the margin cut (``crop_margins``),
+to measure what they buy.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import shutil
 import time
@@ -27,6 +32,7 @@ import cv2
 import numpy as np
 import torch
 
+import texlens.data.transforms as transforms
 from texlens.data.image import load_image
 from texlens.data.transforms import ink_bright, ink_height
 from texlens.evaluate import evaluate, list_samples
@@ -155,9 +161,14 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", type=Path, default=Path("outputs/robustness"))
+    ap.add_argument("--no-cleanup", action="store_true",
+                    help="no tone stretch and no margin cut (texlens before 2026-12-06)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     rec = Recognizer.load(args.model, backend=args.backend)
+    if args.no_cleanup:
+        transforms.stretch_tones = lambda gray: gray  # preprocess looks it up when called
+        rec.cfg.data = dataclasses.replace(rec.cfg.data, margin_limit=float("inf"))
     rows = []
     for name in args.only or list(CORRUPTIONS):
         folder = args.out / "data" / name.replace(" ", "-").replace("(", "").replace(")", "")
@@ -171,7 +182,7 @@ def main() -> None:
               f"NED {m['ned']:.4f} (n {m['n']}, {rows[-1]['seconds']} s)", flush=True)
     clean = next((r["sentence_acc"] for r in rows if r["corruption"] == "clean"), None)
     lines = [f"`{args.model}` on `{args.data}`{' (held out)' if args.held_out else ''}, "
-             f"seed {args.seed}", "",
+             f"seed {args.seed}{', no cleanup' if args.no_cleanup else ''}", "",
              "| input | n | ExpRate % | vs clean | <=1 % | BLEU | NED |",
              "|---|---:|---:|---:|---:|---:|---:|"]
     for r in rows:

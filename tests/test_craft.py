@@ -158,6 +158,22 @@ def test_export_half_keeps_predictions(tmp_path, dataset_dir):
     assert [p.tokens for p in full] == [p.tokens for p in half]
 
 
+def test_export_set_changes_input_settings_only(tmp_path):
+    save_tiny_model(tmp_path / "m.pt")
+    res = CliRunner().invoke(app, ["export", str(tmp_path / "m.pt"), "--out",
+                                   str(tmp_path / "s.pt"), "--set", "data.margin_keep=0.4",
+                                   "--set", "data.margin_limit=2"])
+    assert res.exit_code == 0, res.output
+    before, after = Recognizer.load(tmp_path / "m.pt"), Recognizer.load(tmp_path / "s.pt")
+    assert (after.cfg.data.margin_limit, after.cfg.data.margin_keep) == (2.0, 0.4)
+    assert after.cfg.model == before.cfg.model
+    for bad in (["--set", "model.d_model=8"], ["--set", "data.no_such_key=1"]):
+        res = CliRunner().invoke(app, ["export", str(tmp_path / "m.pt"), "--out",
+                                       str(tmp_path / "x.pt"), *bad])
+        assert res.exit_code != 0 and not (tmp_path / "x.pt").exists()
+    assert "model.d_model" not in res.output and "no_such_key" in res.output
+
+
 def test_export_records_training_formulas_and_evaluate_reports_them(tmp_path, dataset_dir):
     save_tiny_model(tmp_path / "m.pt")
     assert Recognizer.load(tmp_path / "m.pt").train_formulas is None

@@ -327,16 +327,18 @@ def test_ink_height_ignores_flat_strokes_and_specks():
 
 def test_wide_blank_margins_are_cut_to_one_symbol_height():
     page = ink_bright(_ink_page())  # margins of at most one symbol height: kept as they are
-    assert crop_margins(page) is page
+    assert crop_margins(page, 4, 1) is page
     wide = np.full((300, 800), 255, np.uint8)
     wide[120:180, 300:500] = _ink_page()
     wide[5:7, 5:7] = 0  # a speck of dust far away does not hold the margin open
-    cut = crop_margins(ink_bright(wide))
+    cut = crop_margins(ink_bright(wide), 4, 1)
     # Ink spans rows 140-160 and columns 310-490 (the page's own speck is a speck too):
     # cut to 20 px (one symbol) beyond it on every side.
     assert cut.shape == (60, 220)
     assert (cut > 127).sum() == (page > 127).sum()
-    assert crop_margins(np.zeros((50, 400), np.uint8)).shape == (50, 400)  # no ink
+    assert crop_margins(np.zeros((50, 400), np.uint8), 4, 1).shape == (50, 400)  # no ink
+    # A tighter policy (handwriting: CROHME's ink has margins of about 0.4 symbols).
+    assert crop_margins(ink_bright(wide), 2, 0.4).shape == (36, 196)
 
 
 def test_tones_are_stretched_to_black_paper_and_white_ink():

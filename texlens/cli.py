@@ -545,12 +545,21 @@ def export(
         help="A dataset directory or caption file the model trained on: its formulas are "
         "recorded in --out with those the checkpoint records (repeat for several), so "
         "`texlens evaluate` can tell seen lines from held-out ones.")] = None,
+    set_: Annotated[list[str] | None, typer.Option(
+        "--set", help="Change an input setting in --out: data.key=value (repeatable), e.g. "
+        "data.margin_keep=0.4; the weights stay as trained.")] = None,
 ) -> None:
     """Write a small inference checkpoint (weights, config, vocabulary, training formulas;
     no optimizer) and/or ONNX graphs for onnxruntime (`predict --backend onnx --model DIR`)."""
     from texlens.checkpoint import TRAIN_FORMULAS, load_model_raw, save_model
+    from texlens.config import with_overrides
     from texlens.data.splits import caption_expressions, pack_formulas
     from texlens.recognizer import resolve_model
+    if set_ and out is None:
+        _fail("--set needs --out FILE")
+    if any(not s.startswith("data.") for s in set_ or []):
+        _fail("export --set changes input settings only (data.key=value): the model and "
+              "training sections describe the weights as trained")
     if out is None and onnx is None:
         _fail("give --out FILE (a checkpoint) and/or --onnx DIR")
     if int8 and onnx is None:
@@ -560,6 +569,7 @@ def export(
     try:
         path = resolve_model(checkpoint)
         model, cfg, vocab, raw = load_model_raw(path)
+        cfg = with_overrides(cfg, set_ or [])
         formulas = raw.get(TRAIN_FORMULAS)
         if train_data:
             files = [d / "caption.txt" if d.is_dir() else d for d in train_data]

@@ -32,7 +32,14 @@ from texlens.data.datasets import collate
 from texlens.data.image import load_image
 from texlens.data.orientation import rotate
 from texlens.data.splits import pack_formulas
-from texlens.data.transforms import input_settings, preprocess, to_tensor_array, view_config
+from texlens.data.transforms import (
+    MIDTONE_MAX,
+    input_settings,
+    midtone_share,
+    preprocess,
+    to_tensor_array,
+    view_config,
+)
 from texlens.decoding import (
     beam_search,
     check_rescore,
@@ -122,10 +129,6 @@ class Prediction:
 # checkpoint without such a file gets the raw product.
 CONFIDENCE_THRESHOLD = 0.5  # below it an answer is flagged as unsure
 INK_RANGE = 0.1  # input value range (0..1) under which an image holds no ink at all
-# Share of mid-tone pixels (a quarter to three quarters of the way from the darkest to the
-# brightest) above which an input is not ink on paper: at most 0.18 in printed, TeX and
-# CROHME renderings, 0.5 or more in noise, gradients and photographs.
-MIDTONE_MAX = 0.4
 
 
 def probs_of(pred: Prediction) -> list[float]:
@@ -141,12 +144,6 @@ def joined(parts: Sequence[Prediction], tokens: list[str], probs: list[float]) -
 
 def looks_blank(a: np.ndarray) -> bool:
     return a.size == 0 or float(a.max() - a.min()) < INK_RANGE
-
-
-def midtone_share(a: np.ndarray) -> float:
-    lo, hi = float(a.min()), float(a.max())
-    r = (a - lo) / max(hi - lo, 1e-6)
-    return float(((r > 0.25) & (r < 0.75)).mean())
 
 
 def mean_log_prob(pred: Prediction) -> float:

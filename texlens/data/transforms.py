@@ -34,6 +34,18 @@ def ink_bright(gray: np.ndarray) -> np.ndarray:
 
 
 PAPER_BLACK = 8  # the paper tone (ink-bright) under which a page counts as black already
+# Share of mid-tone pixels (a quarter to three quarters of the way from the darkest to the
+# brightest) above which an image is not ink on paper: at most 0.18 in printed, TeX and
+# CROHME renderings, 0.5 or more in noise, gradients and photographs. The recogniser gives
+# such an input confidence 0 (texlens.recognizer), and its tones are not stretched: that
+# would make a gradient look like ink on paper.
+MIDTONE_MAX = 0.4
+
+
+def midtone_share(a: np.ndarray) -> float:
+    lo, hi = float(a.min()), float(a.max())
+    r = (a.astype(np.float32) - lo) / max(hi - lo, 1e-6)
+    return float(((r > 0.25) & (r < 0.75)).mean())
 
 
 def stretch_tones(gray: np.ndarray) -> np.ndarray:
@@ -44,8 +56,9 @@ def stretch_tones(gray: np.ndarray) -> np.ndarray:
     bright pixels do not set it). An image whose paper is black already (under
     ``PAPER_BLACK``) is returned as it is: the renderings the models trained on, whose
     thin anti-aliased strokes may never reach 255, and blurred images, whose faint
-    strokes stretched would read as bold (measured: benchmarks/robustness.py)."""
-    if gray.size == 0 or gray.max() == gray.min():
+    strokes stretched would read as bold (measured: benchmarks/robustness.py); so is one
+    that is not ink on paper at all (``MIDTONE_MAX``)."""
+    if gray.size == 0 or gray.max() == gray.min() or midtone_share(gray) > MIDTONE_MAX:
         return gray
     t, _ = cv2.threshold(gray, 0, 255, cv2.THRESH_BINARY + cv2.THRESH_OTSU)
     paper, ink = gray[gray <= t], gray[gray > t]
@@ -99,18 +112,13 @@ def ink_height(gray: np.ndarray) -> float | None:
     return _symbol_height(_components(gray))
 
 
-# Formulas cut from a screenshot or a page often come with far more paper around them than
-# any training image had: the rendered training images have a margin of about one symbol
-# height (median) and 95% of them at most 2.5 (make base-data's renderings; CROHME's
-# rendered ink about 0.4). A side with more than MARGIN_LIMIT symbol heights of blank paper
-# is cut to MARGIN_KEEP; measured by benchmarks/robustness.py ("wide margins").
-MARGIN_LIMIT = 4.0
-MARGIN_KEEP = 1.0
-
-
-def crop_margins(gray: np.ndarray) -> np.ndarray:
-    """An ink-bright image with its too-wide blank sides cut (see MARGIN_LIMIT); specks
-    (under 3 px either way) do not hold a margin open. Unchanged when no symbol is found."""
+def crop_margins(gray: np.ndarray, limit: float, keep: float) -> np.ndarray:
+    """An ink-bright image whose sides have more than ``limit`` symbol heights of blank
+    paper, each such side cut to ``keep`` (``data.margin_limit``, ``data.margin_keep``):
+    formulas cut from a screenshot or a page often come with far more paper around them
+    than any training image had (measured: benchmarks/robustness.py, "wide margins").
+    Specks (under 3 px either way) do not hold a margin open. Unchanged when no symbol
+    is found."""
     if gray.size == 0 or gray.max() == gray.min():
         return gray
     stats = _components(gray)
@@ -121,7 +129,7 @@ def crop_margins(gray: np.ndarray) -> np.ndarray:
     left, top = solid[:, cv2.CC_STAT_LEFT].min(), solid[:, cv2.CC_STAT_TOP].min()
     right = (solid[:, cv2.CC_STAT_LEFT] + solid[:, cv2.CC_STAT_WIDTH]).max()
     bottom = (solid[:, cv2.CC_STAT_TOP] + solid[:, cv2.CC_STAT_HEIGHT]).max()
-    limit, keep = MARGIN_LIMIT * symbol, max(2, round(MARGIN_KEEP * symbol))
+    limit, keep = limit * symbol, max(2, round(keep * symbol))
     h, w = gray.shape
     y0 = top - keep if top > limit else 0
     x0 = left - keep if left > limit else 0
@@ -159,7 +167,7 @@ def input_settings(cfg: DataConfig) -> dict[str, object]:
     """The data settings that decide what a model's input looks like: two models, or a
     model and the data it is trained on next, should agree on them."""
     keys = ("size_mode", "height", "width", "scale", "max_width", "ink_height",
-            "ink_tolerance")
+            "ink_tolerance", "margin_limit", "margin_keep")
     return {k: getattr(cfg, k) for k in keys}
 
 
@@ -176,7 +184,8 @@ def view_config(cfg: DataConfig, factor: float) -> DataConfig:
 
 def preprocess(gray: np.ndarray, cfg: DataConfig) -> np.ndarray:
     """uint8 gray (any polarity, any size) -> uint8 (H, W'), ink bright."""
-    gray = normalise_ink(crop_margins(stretch_tones(ink_bright(gray))), cfg)
+    gray = stretch_tones(ink_bright(gray))
+    gray = normalise_ink(crop_margins(gray, cfg.margin_limit, cfg.margin_keep), cfg)
     h, w = target_size(*gray.shape, cfg)
     interp = cv2.INTER_AREA if h < gray.shape[0] else cv2.INTER_LINEAR
     return cv2.resize(gray, (w, h), interpolation=interp)
