@@ -119,6 +119,9 @@ def crop_margins(gray: np.ndarray, limit: float, keep: float) -> np.ndarray:
     than any training image had (measured: benchmarks/robustness.py, "wide margins").
     Specks (under 3 px either way) do not hold a margin open. Unchanged when no symbol
     is found."""
+    if limit <= 0 or keep < 0:
+        raise ValueError(f"data.margin_limit must be > 0 and data.margin_keep >= 0 (symbol "
+                         f"heights), got {limit} and {keep}")
     if gray.size == 0 or gray.max() == gray.min():
         return gray
     stats = _components(gray)
